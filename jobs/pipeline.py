@@ -1,0 +1,155 @@
+"""The monthly run without Prefect: ingest -> coverage -> residence -> publish -> commit.
+
+``flows.monthly`` runs the same stages as Prefect tasks.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+import mobiterra
+from jobs import stages
+from jobs.pseudonym import pseudonym_key
+from jobs.readers import check_events, read_cells_pandas
+from mobiterra import output
+from mobiterra.config import RunConfig
+from mobiterra.errors import InputError
+from mobiterra.progress import Progress
+
+STATE_DIR = Path(".state")
+INVARIANT = "rows_read == rows_accepted + rows_out_of_period + rows_duplicate + sum(rows_rejected)"
+
+
+def code_version() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parents[1],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except OSError:
+        sha = ""
+    return f"{mobiterra.__version__}+{sha}" if sha else mobiterra.__version__
+
+
+def check_inputs(cfg: RunConfig) -> None:
+    for name in ("events", "cells", "month"):
+        if getattr(cfg, name) is None:
+            raise InputError(f"--{name} is required")
+    for path in (cfg.events, cfg.cells):
+        if not Path(path).exists():
+            raise InputError(f"{path}: no such file or directory")
+    check_events(cfg.events)
+    read_cells_pandas(cfg.cells)
+    pseudonym_key(cfg.events)
+
+
+def build_manifest(
+    cfg: RunConfig,
+    ingested: stages.IngestResult,
+    homes: int,
+    baseline: dict | None,
+    tables: dict,
+    durations: dict,
+) -> dict:
+    counts = ingested.counts
+    return {
+        "month": cfg.month,
+        "baseline_month": cfg.baseline_month,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "inputs": {"events": str(cfg.events), "cells": str(cfg.cells)},
+        **counts,
+        "invariant": INVARIANT,
+        "invariant_holds": counts["rows_read"]
+        == counts["rows_accepted"]
+        + counts["rows_out_of_period"]
+        + counts["rows_duplicate"]
+        + sum(counts["rows_rejected"].values()),
+        "users": ingested.users,
+        "users_with_home": homes,
+        "baseline": baseline,
+        **ingested.cells,
+        "k": cfg.k,
+        "resolutions": cfg.resolutions,
+        "coverage_strategy": cfg.coverage.strategy,
+        "tables": tables,
+        "config_hash": cfg.config_hash(),
+        "code_version": code_version(),
+        "durations_s": durations,
+    }
+
+
+def run(spark: SparkSession, cfg: RunConfig, progress: Progress | None = None) -> Path:
+    """Run one month end to end; returns OUT/MONTH. The only impure function."""
+    progress = progress or Progress(quiet=cfg.quiet)
+    check_inputs(cfg)
+    output.clean_leftovers(cfg.out, cfg.month)
+    work = Path(cfg.work_dir) / f"{cfg.month}-{uuid.uuid4().hex[:8]}"
+    work.mkdir(parents=True, exist_ok=True)
+    staging = output.staging_dir(cfg.out, cfg.month)
+    try:
+        with progress.stage("ingest") as st:
+            ingested = stages.stage_ingest(spark, cfg, cfg.month, work, staging)
+            st.rows = ingested.counts["rows_read"]
+            st.note = f"{ingested.counts['rows_accepted']:,} accepted"
+        with progress.stage("coverage") as st:
+            coverage = stages.stage_coverage(cfg, STATE_DIR / "cache")
+        with progress.stage("residence") as st:
+            homes_path, homes = stages.stage_residence(
+                spark, cfg, ingested.events, coverage, cfg.month, work
+            )
+            st.rows = homes
+        baseline = None
+        baseline_homes_path = None
+        if cfg.baseline_month:
+            with progress.stage("baseline") as st:
+                b = stages.stage_ingest(spark, cfg, cfg.baseline_month, work, None)
+                baseline_homes_path, b_homes = stages.stage_residence(
+                    spark, cfg, b.events, coverage, cfg.baseline_month, work
+                )
+                st.rows = b_homes
+                baseline = {
+                    "month": cfg.baseline_month,
+                    "rows_accepted": b.counts["rows_accepted"],
+                    "users": b.users,
+                    "users_with_home": b_homes,
+                }
+        with progress.stage("publish") as st:
+            tables = stages.stage_publish(
+                spark, cfg, homes_path, baseline_homes_path, staging, work
+            )
+            st.rows = sum(t["rows_published"] for t in tables.values())
+        manifest = build_manifest(cfg, ingested, homes, baseline, tables, progress.durations())
+        output.write_json(staging / "manifest.json", manifest)
+        final = output.commit_month(staging, cfg.out, cfg.month)
+    except BaseException:
+        output.discard(staging)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    summarize(progress, final, manifest)
+    return final
+
+
+def summarize(progress: Progress, final: Path, manifest: dict) -> None:
+    rejected = sum(manifest["rows_rejected"].values())
+    suppressed = sum(
+        t["rows_suppressed_primary"] + t["rows_suppressed_secondary"]
+        for t in manifest["tables"].values()
+    )
+    progress.say(
+        f"\n[bold]mobiterra[/] {manifest['month']}: outputs in [bold]{final}[/]\n"
+        f"  rows read {manifest['rows_read']:,} · accepted {manifest['rows_accepted']:,} · "
+        f"quarantined {rejected:,} · duplicates {manifest['rows_duplicate']:,} · "
+        f"out of period {manifest['rows_out_of_period']:,}\n"
+        f"  users {manifest['users']:,} · with a usual residence {manifest['users_with_home']:,} · "
+        f"k = {manifest['k']} · rows suppressed {suppressed:,}"
+    )

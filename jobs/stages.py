@@ -1,0 +1,246 @@
+"""The pipeline's stages. Each reads paths, runs pure transforms, writes once, and
+returns the path(s) it wrote plus small values — so Prefect tasks and the plain CLI
+share them (DataFrames and sessions never cross a stage boundary)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from jobs import cells as cells_rules
+from jobs import gate, ingest, residence, shift
+from jobs.coverage import COVERAGE_COLUMNS, coverage_table
+from jobs.pseudonym import pseudonym_key
+from jobs.readers import read_cells_pandas, read_events
+from mobiterra import columns as C
+from mobiterra import schemas
+from mobiterra.config import Month, RunConfig, month_bounds_utc
+from mobiterra.errors import InputError
+
+CELLS_STATUS_SCHEMA = T.StructType(
+    [
+        T.StructField(C.CELL_ID, T.StringType(), False),
+        T.StructField(C.VALID_FROM, T.DateType(), True),
+        T.StructField(C.VALID_TO, T.DateType(), True),
+        T.StructField(cells_rules.STATUS, T.StringType(), False),
+    ]
+)
+
+
+@dataclass
+class IngestResult:
+    events: str  # accepted events of the month (pseudonymous; work folder only)
+    counts: dict
+    users: int
+    cells: dict
+
+
+def _none_for_nat(values: pd.Series) -> list:
+    return [v if isinstance(v, type(pd.Timestamp(0).date())) else None for v in values]
+
+
+def validated_cells(cfg: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return cells_rules.validate_cells(read_cells_pandas(cfg.cells))
+
+
+def stage_ingest(
+    spark: SparkSession, cfg: RunConfig, month: str, work: Path, staging: Path | None
+) -> IngestResult:
+    """Validate, quarantine (into ``staging`` when given), keep the month, pseudonymize."""
+    key = pseudonym_key(cfg.events)
+    cells_pd, cells_quarantine = validated_cells(cfg)
+    raw_df = read_events(spark, cfg.events)
+    cells_df = spark.createDataFrame(
+        list(
+            zip(
+                cells_pd[C.CELL_ID].astype(str),
+                _none_for_nat(cells_pd[C.VALID_FROM]),
+                _none_for_nat(cells_pd[C.VALID_TO]),
+                cells_pd[cells_rules.STATUS].astype(str),
+                strict=True,
+            )
+        ),
+        CELLS_STATUS_SCHEMA,
+    )
+    start, end = month_bounds_utc(month, cfg.timezone, cfg.residence.night_end_hour)
+    classified_df = ingest.classify_events(raw_df, cells_df, start, end, cfg.timezone)
+
+    buckets = ingest.count_buckets(classified_df).collect()
+    if staging is not None:
+        rejected = sum(int(r["count"]) for r in buckets if r[C.REASON] is not None)
+        qdir = staging / "quarantine"
+        events_q = (
+            ingest.filter_rejected(classified_df)
+            if rejected
+            else spark.createDataFrame([], schemas.QUARANTINE)
+        )
+        events_q.coalesce(1).write.mode("overwrite").parquet(str(qdir / "events"))
+        (qdir / "cells").mkdir(parents=True, exist_ok=True)
+        pq.write_table(
+            pa.Table.from_pandas(cells_quarantine.astype("string"), preserve_index=False),
+            qdir / "cells" / "part-00000.parquet",
+        )
+
+    events_path = work / f"events-{month}"
+    ingest.accepted_events(classified_df, key).write.mode("overwrite").parquet(str(events_path))
+    accepted_df = spark.read.parquet(str(events_path))
+    rows_accepted = accepted_df.count()
+    counts = ingest.IngestCounts.from_buckets(buckets, rows_accepted)
+    if counts.rows_read == 0:
+        raise InputError(f"{cfg.events}: no rows")
+    if rows_accepted == 0:
+        raise InputError(
+            f"{cfg.events}: no usable rows in month {month} "
+            f"(read {counts.rows_read:,}; out of period {counts.rows_out_of_period:,}; "
+            f"rejected {sum(counts.rows_rejected.values()):,})"
+        )
+    users = accepted_df.select(C.USER_KEY).distinct().count()
+    cell_stats = {
+        "cells_read": int(
+            len(cells_pd) + (cells_quarantine[C.REASON] == cells_rules.NULL_CELL_ID).sum()
+        ),
+        "cells_usable": int((cells_pd[cells_rules.STATUS] == cells_rules.OK).sum()),
+        "cells_quarantined": int(len(cells_quarantine)),
+    }
+    return IngestResult(str(events_path), asdict(counts), users, cell_stats)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    files = (
+        sorted(p for p in Path(path).rglob("*") if p.is_file())
+        if Path(path).is_dir()
+        else [Path(path)]
+    )
+    for f in files:
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def stage_coverage(cfg: RunConfig, cache_dir: Path) -> str:
+    """Antenna cell -> H3 weights at the finest resolution, cached by the cells file's hash."""
+    digest = hashlib.sha256(
+        f"{_file_digest(cfg.cells)}|{cfg.coverage.strategy}|{cfg.finest_resolution}".encode()
+    ).hexdigest()[:20]
+    path = Path(cache_dir) / f"coverage-{digest}.parquet"
+    if not path.exists():
+        cells_pd, _ = validated_cells(cfg)
+        table = coverage_table(cells_pd, cfg.coverage.strategy, cfg.finest_resolution)
+        table = table.assign(
+            **{
+                C.VALID_FROM: _none_for_nat(table[C.VALID_FROM]),
+                C.VALID_TO: _none_for_nat(table[C.VALID_TO]),
+            }
+        )
+        arrow = pa.Table.from_pandas(table[COVERAGE_COLUMNS], preserve_index=False).cast(
+            pa.schema(
+                [
+                    (C.CELL_ID, pa.string()),
+                    (C.VALID_FROM, pa.date32()),
+                    (C.VALID_TO, pa.date32()),
+                    (C.H3_ID, pa.int64()),
+                    (C.WEIGHT, pa.float64()),
+                ]
+            )
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        pq.write_table(arrow, tmp)
+        tmp.rename(path)
+    return str(path)
+
+
+def stage_residence(
+    spark: SparkSession,
+    cfg: RunConfig,
+    events_path: str,
+    coverage_path: str,
+    month: str,
+    work: Path,
+) -> tuple[str, int]:
+    """Usual residence per user for ``month`` (pseudonymous; work folder only)."""
+    m = Month(month)
+    last = pd.Timestamp(m.next_first_day).date() - pd.Timedelta(days=1)
+    homes_df = residence.usual_residence(
+        spark.read.parquet(events_path),
+        spark.read.parquet(coverage_path),
+        cfg.residence,
+        cfg.timezone,
+        m.first_day,
+        last,
+    )
+    path = work / f"homes-{month}"
+    homes_df.write.mode("overwrite").parquet(str(path))
+    return str(path), spark.read.parquet(str(path)).count()
+
+
+def _publish_table(
+    spark: SparkSession, counts_df, spec: gate.TableSpec, k: int, staging: Path, work: Path
+) -> dict:
+    """Materialize the (small) counts, pass them through the gate, write, account."""
+    counts_path = work / f"counts-{spec.name}"
+    counts_df.write.mode("overwrite").parquet(str(counts_path))
+    counts_df = spark.read.parquet(str(counts_path))
+    marked = gate.mark(counts_df, spec, k)
+    stats_rows = (
+        marked.groupBy(gate.SUPPRESSION)
+        .agg(F.count(F.lit(1)).alias("rows"), F.sum(spec.user_column).alias("users"))
+        .collect()
+    )
+    gate.publish(counts_df, spec, k).coalesce(1).write.mode("overwrite").parquet(
+        str(staging / spec.name)
+    )
+    by = {r[gate.SUPPRESSION]: (int(r["rows"]), int(r["users"] or 0)) for r in stats_rows}
+    return {
+        "rows_published": by.get(None, (0, 0))[0],
+        "rows_suppressed_primary": by.get(gate.PRIMARY, (0, 0))[0],
+        "rows_suppressed_secondary": by.get(gate.SECONDARY, (0, 0))[0],
+        "user_count_published": by.get(None, (0, 0))[1],
+        "user_count_suppressed": sum(v[1] for key, v in by.items() if key is not None),
+    }
+
+
+def stage_publish(
+    spark: SparkSession,
+    cfg: RunConfig,
+    homes_path: str,
+    baseline_homes_path: str | None,
+    staging: Path,
+    work: Path,
+) -> dict:
+    """Aggregate, gate and write every published table into the staging month."""
+    homes_df = spark.read.parquet(homes_path)
+    stats = {
+        "residents": _publish_table(
+            spark,
+            residence.count_residents(homes_df, cfg.resolutions).withColumn(
+                C.RESIDENTS_EST, F.lit(None).cast("double")
+            ),
+            gate.RESIDENTS,
+            cfg.k,
+            staging,
+            work,
+        )
+    }
+    if baseline_homes_path is not None:
+        paired_df = shift.pair_homes(spark.read.parquet(baseline_homes_path), homes_df)
+        stats["residence_shift"] = _publish_table(
+            spark,
+            shift.count_residence_shift(paired_df, cfg.resolutions),
+            gate.RESIDENCE_SHIFT,
+            cfg.k,
+            staging,
+            work,
+        )
+    return stats

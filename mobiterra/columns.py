@@ -1,0 +1,40 @@
+"""Column names: the one home for every name in the input and output contracts."""
+
+# --- inputs (DESIGN.md "Inputs") ---
+USER_ID = "user_id"
+TIMESTAMP = "timestamp"
+CELL_ID = "cell_id"
+LAT = "lat"
+LON = "lon"
+AZIMUTH_DEG = "azimuth_deg"
+RANGE_M = "range_m"
+VALID_FROM = "valid_from"
+VALID_TO = "valid_to"
+POPULATION = "population"
+
+# --- internal (inside jobs; never published) ---
+USER_KEY = "user_key"  # pseudonymous key of a user inside the jobs (see jobs.pseudonym)
+H3_ID = "h3_id"  # H3 cell as int64 at the finest resolution
+WEIGHT = "weight"  # share of an antenna cell's coverage falling in an H3 cell
+NIGHT = "night"  # local date of the evening that starts a night
+NIGHTS = "nights"
+NIGHT_EVENTS = "night_events"
+HOME_H3 = "home_h3"
+BASELINE_HOME_H3 = "baseline_home_h3"
+SOURCE_FILE = "source_file"
+TIMESTAMP_RAW = "timestamp_raw"
+REASON = "reason"
+EVENT_DATE = "event_date"
+
+# --- outputs (DESIGN.md "Outputs") ---
+RESOLUTION = "resolution"
+H3_CELL = "h3_cell"
+RESIDENTS = "residents"
+RESIDENTS_EST = "residents_est"
+ORIGIN_CELL = "origin_cell"
+DESTINATION_CELL = "destination_cell"
+USERS = "users"
+USERS_EST = "users_est"
+TRIPS = "trips"
+PERIOD_START = "period_start"
+PERIOD = "period"

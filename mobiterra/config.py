@@ -1,0 +1,190 @@
+"""Typed run configuration: every threshold named, defaulted and sourced.
+
+Loaded from a TOML or JSON file (``--config``) and overridden by command-line flags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mobiterra.errors import InputError
+
+MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+class Month(str):
+    """A calendar month written YYYY-MM."""
+
+    @property
+    def first_day(self) -> date:
+        return date(int(self[:4]), int(self[5:7]), 1)
+
+    @property
+    def next_first_day(self) -> date:
+        d = self.first_day
+        return date(d.year + (d.month == 12), d.month % 12 + 1, 1)
+
+    def previous(self) -> Month:
+        d = self.first_day - timedelta(days=1)
+        return Month(f"{d.year:04d}-{d.month:02d}")
+
+    def next(self) -> Month:
+        d = self.next_first_day
+        return Month(f"{d.year:04d}-{d.month:02d}")
+
+
+def parse_month(value: str) -> Month:
+    if not isinstance(value, str) or not MONTH_RE.match(value):
+        raise InputError(f"month {value!r} is not of the form YYYY-MM")
+    return Month(value)
+
+
+class ResidenceParams(BaseModel):
+    """Usual residence: the place seen on the most distinct nights of the month."""
+
+    model_config = ConfigDict(extra="forbid")
+    # Night window in local time; the usual "night-time" window of mobile-phone residence
+    # studies (Eurostat Multi-MNO usual environment uses a 22:00-06:00 night time interval).
+    night_start_hour: int = Field(22, ge=0, le=23)
+    night_end_hour: int = Field(6, ge=0, le=23)
+    # A home needs at least this many distinct nights in the month (about one a week; a
+    # user seen fewer nights has no usual residence that month).
+    min_nights: int = Field(4, ge=1, le=31)
+    # Daytime anchor (work): weekdays 09:00-17:00 local.
+    day_start_hour: int = Field(9, ge=0, le=23)
+    day_end_hour: int = Field(17, ge=0, le=24)
+    min_days: int = Field(4, ge=1, le=31)
+
+
+class PrivacyParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # k-anonymity on distinct users; 20 is Orange Flux Vision's floor (FlowKit uses 15).
+    k: int = Field(20, ge=2)
+
+
+class CoverageParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    strategy: Literal["point", "voronoi"] = "point"
+
+
+class EngineParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    master: str | None = None  # e.g. spark://127.0.0.1:7077; None = local[*]
+    remote: str | None = None  # Spark Connect, e.g. sc://127.0.0.1:15002
+    # Few shuffle partitions suit a 2-core machine; raise it on a cluster.
+    shuffle_partitions: int = Field(8, ge=1)
+    driver_memory: str = "4g"
+
+
+class RunConfig(BaseModel):
+    """Everything one monthly run needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: Path | None = None
+    cells: Path | None = None
+    population: Path | None = None
+    month: str | None = None
+    baseline_month: str | None = None
+    out: Path = Path("out")
+    work_dir: Path = Path(".state/work")
+    resolutions: list[int] = Field(default_factory=lambda: [4, 5, 6, 7, 8])
+    timezone: str = "Europe/Paris"
+    residence: ResidenceParams = Field(default_factory=ResidenceParams)
+    privacy: PrivacyParams = Field(default_factory=PrivacyParams)
+    coverage: CoverageParams = Field(default_factory=CoverageParams)
+    engine: EngineParams = Field(default_factory=EngineParams)
+    quiet: bool = False
+
+    @field_validator("month", "baseline_month")
+    @classmethod
+    def _month(cls, v: str | None) -> str | None:
+        return None if v is None else parse_month(v)
+
+    @field_validator("resolutions")
+    @classmethod
+    def _resolutions(cls, v: list[int]) -> list[int]:
+        if not v or any(r < 0 or r > 15 for r in v):
+            raise ValueError(f"resolutions must be H3 resolutions 0..15, got {v}")
+        return sorted(set(v))
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        ZoneInfo(v)
+        return v
+
+    @model_validator(mode="after")
+    def _baseline_before(self) -> RunConfig:
+        if self.month and self.baseline_month and self.baseline_month == self.month:
+            raise ValueError("baseline month must differ from the month")
+        return self
+
+    @property
+    def finest_resolution(self) -> int:
+        return max(self.resolutions)
+
+    @property
+    def k(self) -> int:
+        return self.privacy.k
+
+    def config_hash(self) -> str:
+        """Hash of the settings that shape the outputs (paths excluded)."""
+        payload = self.model_dump(
+            mode="json", exclude={"events", "cells", "out", "work_dir", "quiet", "engine"}
+        )
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_config(path: Path | None, overrides: dict) -> RunConfig:
+    """Read a TOML/JSON config file (optional), apply non-None overrides, validate."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_bytes()
+        except OSError as e:
+            raise InputError(f"{path}: cannot read config file ({e.strerror})") from None
+        try:
+            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text.decode())
+        except (ValueError, tomllib.TOMLDecodeError) as e:
+            raise InputError(
+                f"{path}: not valid {path.suffix.lstrip('.') or 'TOML'}: {e}"
+            ) from None
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    try:
+        return RunConfig.model_validate(data)
+    except Exception as e:  # pydantic.ValidationError: make it one line
+        first = str(e).splitlines()
+        detail = "; ".join(line.strip() for line in first[1:3]) if len(first) > 1 else str(e)
+        raise InputError(f"invalid configuration: {detail}") from None
+
+
+def month_bounds_utc(month: str, tz: str, tail_hours: int) -> tuple[datetime, datetime]:
+    """UTC bounds of a local calendar month, extended by ``tail_hours`` after its end.
+
+    The tail keeps the last night of the month (e.g. 31 Mar 22:00 -> 1 Apr 06:00 local),
+    which belongs to the month because nights are labelled by their evening's date.
+    """
+    m = Month(month)
+    zone = ZoneInfo(tz)
+    start = datetime.combine(m.first_day, time(0), zone).astimezone(ZoneInfo("UTC"))
+    end_local = datetime.combine(m.next_first_day, time(0), zone) + timedelta(hours=tail_hours)
+    end = end_local.astimezone(ZoneInfo("UTC"))
+    return start.replace(tzinfo=None), end.replace(tzinfo=None)
