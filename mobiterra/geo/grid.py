@@ -70,8 +70,8 @@ def cells_to_communes(
     return out
 
 
-def _build_population_grid(resolution: int) -> pd.DataFrame:
-    com = communes()
+def _build_population_grid(resolution: int, departement: str) -> pd.DataFrame:
+    com = communes([departement])
     frames = []
     for code, dep, pop, geom, lat, lon in zip(
         com["commune_code"],
@@ -103,21 +103,26 @@ def population_grid(resolution: int = 8, departements: list[str] | None = None) 
     """Commune populations spread evenly over the H3 cells whose centroid is in the commune.
 
     Columns: ``h3_id`` (int64), ``commune_code``, ``departement_code``, ``population``
-    (float; a cell on a commune border appears once per commune). Metropolitan France,
-    INSEE 2017 populations on IGN polygons. Cached per resolution (build: ~1 min at res 8).
+    (float; a cell on a commune border appears once per commune). Metropolitan France by
+    default, INSEE 2017 populations on IGN polygons. Cached per resolution and département
+    (all of France at res 8: ~15 s the first time).
     """
-    path = cache_dir() / f"population_grid_r{resolution}_{_CACHE_VERSION}.parquet"
-    if path.exists():
-        grid = pd.read_parquet(path)
-    else:
-        grid = _build_population_grid(resolution)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    all_deps = sorted(set(communes()["departement_code"]))
+    wanted = all_deps if departements is None else sorted({str(d).zfill(2) for d in departements})
+    folder = cache_dir() / f"population_grid_r{resolution}_{_CACHE_VERSION}"
+    frames = []
+    for dep in wanted:
+        path = folder / f"{dep}.parquet"
+        if path.exists():
+            frames.append(pd.read_parquet(path))
+            continue
+        grid = _build_population_grid(resolution, dep)
+        folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         grid.to_parquet(tmp, compression="zstd", index=False)
         tmp.replace(path)
-    if departements is not None:
-        grid = grid[grid["departement_code"].isin({str(d).zfill(2) for d in departements})]
-    return grid.reset_index(drop=True)
+        frames.append(grid)
+    return pd.concat(frames, ignore_index=True)
 
 
 def cells_geodataframe(h3_cells: Iterable[int | str]) -> gpd.GeoDataFrame:

@@ -206,7 +206,7 @@ def simulate(
         "start": first.isoformat(),
         "end": last.isoformat(),
         "months": out_months,
-        "departements": ter.departements,
+        "departements": ",".join(ter.departements),
         "market_share": market_share,
         "users": n,
         "residents": int((~users["visitor"]).sum()),

@@ -1,0 +1,363 @@
+"""Scoring a run's published tables against the simulator's ground truth.
+
+``mobiterra validate --truth T --out O --month M`` compares ``O/M/residents`` (and
+``residence_shift``, ``diagnostics`` when present) with ``T`` (written by ``mobiterra
+simulate``) and writes ``O/M/validation.json``.
+
+Published cells are attributed to départements without looking at the truth: the counts
+are first pushed down the H3 hierarchy (a published parent keeps only what its published
+children do not explain), then each piece is split between départements in proportion to
+the INSEE population of its resolution-8 descendants (INSEE, IGN) within the simulated
+territory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import h3
+import h3.api.basic_int as h3i
+import numpy as np
+import pandas as pd
+
+from mobiterra import geo
+from mobiterra.geo.grid import h3_to_int
+
+# Acceptance thresholds of issue 3 ("Done when").
+RESIDENTS_TOLERANCE = 0.05
+RESIDENTS_MIN_SUBSCRIBERS = 200
+FLOW_TOLERANCE = 0.10
+# H3 cells scored at resolution 6 need this many true residents.
+CELL_RESOLUTION = 6
+CELL_MIN_RESIDENTS = 100
+GRID_RESOLUTION = 8
+
+
+def _parent(cells: np.ndarray, resolution: int) -> np.ndarray:
+    return np.fromiter(
+        (h3i.cell_to_parent(int(c), resolution) for c in cells), np.int64, len(cells)
+    )
+
+
+def _read(path: Path) -> pd.DataFrame | None:
+    if path.exists() or path.with_suffix(".parquet").exists():
+        return pd.read_parquet(path if path.exists() else path.with_suffix(".parquet"))
+    return None
+
+
+def hierarchical_pieces(published: pd.DataFrame, value: str, keys: list[str]) -> pd.DataFrame:
+    """Spread published counts down the hierarchy: finest cells in full, each coarser cell
+    only its remainder (value minus its published children at the next published
+    resolution). ``keys`` are the H3 columns (int64); output: resolution, keys, value."""
+    resolutions = sorted(published["resolution"].unique())
+    pieces = []
+    for coarse, fine in zip(resolutions, [*resolutions[1:], None], strict=True):
+        rows = published[published["resolution"] == coarse][[*keys, value]]
+        if fine is not None:
+            children = published[published["resolution"] == fine]
+            up = {k: _parent(children[k].to_numpy(), coarse) for k in keys}
+            explained = (
+                pd.DataFrame(up).assign(v=children[value].to_numpy()).groupby(keys)["v"].sum()
+            )
+            rows = rows.merge(explained.rename("explained").reset_index(), on=keys, how="left")
+            rows[value] = (rows[value] - rows["explained"].fillna(0)).clip(lower=0)
+            rows = rows.drop(columns="explained")
+        pieces.append(rows[rows[value] > 0].assign(resolution=coarse))
+    return pd.concat(pieces, ignore_index=True) if pieces else published.iloc[:0]
+
+
+def departement_shares(cells: np.ndarray, resolution: int, departements: list[str]) -> pd.DataFrame:
+    """Share of each H3 cell's INSEE population in each of the given départements.
+
+    Cells with no population there fall back to the département of their centroid."""
+    grid = geo.population_grid(GRID_RESOLUTION, departements)
+    grid = grid.assign(
+        cell=_parent(grid["h3_id"].to_numpy(), resolution)
+        if resolution < GRID_RESOLUTION
+        else grid["h3_id"]
+    )
+    wanted = pd.Series(np.unique(cells), name="cell")
+    pop = grid[grid["cell"].isin(wanted)].groupby(["cell", "departement_code"])["population"].sum()
+    shares = (pop / pop.groupby(level="cell").transform("sum")).rename("share").reset_index()
+    missing = wanted[~wanted.isin(shares["cell"])]
+    if len(missing):
+        fallback = geo.cells_to_communes(missing.to_numpy())
+        shares = pd.concat(
+            [
+                shares,
+                pd.DataFrame(
+                    {
+                        "cell": missing.to_numpy(),
+                        "departement_code": fallback["departement_code"],
+                        "share": 1.0,
+                    }
+                ),
+            ],
+            ignore_index=True,
+        )
+    return shares
+
+
+def published_by_departement(
+    published: pd.DataFrame, value: str, departements: list[str]
+) -> pd.Series:
+    """Published counts (one value per cell and resolution) attributed to départements."""
+    df = published.assign(h3_id=h3_to_int(published["h3_cell"]))
+    pieces = hierarchical_pieces(df, value, ["h3_id"])
+    parts = []
+    for res, rows in pieces.groupby("resolution"):
+        shares = departement_shares(rows["h3_id"].to_numpy(), int(res), departements)
+        m = rows.merge(shares, left_on="h3_id", right_on="cell", how="inner")
+        parts.append(m.assign(v=m[value] * m["share"])[["departement_code", "v"]])
+    if not parts:
+        return pd.Series(dtype=float)
+    return pd.concat(parts).groupby("departement_code")["v"].sum()
+
+
+def flows_by_departement(shift: pd.DataFrame, departements: list[str]) -> pd.Series:
+    """Published residence-shift users attributed to (origin, destination) départements."""
+    df = shift.assign(o=h3_to_int(shift["origin_cell"]), d=h3_to_int(shift["destination_cell"]))
+    pieces = hierarchical_pieces(df, "users", ["o", "d"])
+    parts = []
+    for res, rows in pieces.groupby("resolution"):
+        so = departement_shares(rows["o"].to_numpy(), int(res), departements).rename(
+            columns={"cell": "o", "departement_code": "origin", "share": "so"}
+        )
+        sd = departement_shares(rows["d"].to_numpy(), int(res), departements).rename(
+            columns={"cell": "d", "departement_code": "destination", "share": "sd"}
+        )
+        m = rows.merge(so, on="o", how="inner").merge(sd, on="d", how="inner")
+        parts.append(m.assign(v=m["users"] * m["so"] * m["sd"])[["origin", "destination", "v"]])
+    if not parts:
+        return pd.Series(dtype=float)
+    return pd.concat(parts).groupby(["origin", "destination"])["v"].sum()
+
+
+def _rel(published: float, truth: float) -> float | None:
+    return None if truth == 0 else round((published - truth) / truth, 4)
+
+
+def _diagnostics_by_departement(diag: pd.DataFrame | None) -> pd.Series | None:
+    """Residents per département from a ``diagnostics`` table, if it has that unit."""
+    if diag is None:
+        return None
+    unit = next(
+        (c for c in ("unit", "unit_type", "territory_unit", "level") if c in diag.columns), None
+    )
+    code = next(
+        (
+            c
+            for c in ("code", "unit_code", "territory_code", "departement_code")
+            if c in diag.columns
+        ),
+        None,
+    )
+    value = next(
+        (c for c in ("residents", "residents_month", "residents_after") if c in diag.columns), None
+    )
+    if unit is None or code is None or value is None:
+        return None
+    rows = diag[diag[unit].astype(str).str.lower().str.startswith("d")]
+    return rows.groupby(rows[code].astype(str))[value].sum() if len(rows) else None
+
+
+def validate(
+    truth_dir: str | Path, run_dir_month: str | Path, month: str, baseline_month: str | None = None
+) -> dict:
+    """Score one published month against the truth; writes ``validation.json`` there."""
+    truth, run = Path(truth_dir), Path(run_dir_month)
+    homes = _read(truth / "homes")
+    if homes is None:
+        raise FileNotFoundError(
+            f"{truth}/homes(.parquet) not found: is {truth} a simulator truth folder?"
+        )
+    residents_df = _read(run / "residents")
+    if residents_df is None:
+        raise FileNotFoundError(f"{run}/residents not found: expected a published month folder")
+    months = sorted(homes["month"].unique())
+    if month not in months:
+        raise ValueError(f"month {month} not in the truth (it has {months})")
+    now = homes[(homes["month"] == month) & homes["in_territory"]]
+    territory = sorted(now["departement_code"].unique())
+    truth_dep = now.groupby("departement_code").size()
+
+    pub_dep = published_by_departement(residents_df, "residents", territory)
+    deps = []
+    for d in territory:
+        t, p = int(truth_dep.get(d, 0)), float(pub_dep.get(d, 0.0))
+        deps.append(
+            {"departement_code": d, "truth": t, "published": round(p, 1), "rel_error": _rel(p, t)}
+        )
+    diag = _diagnostics_by_departement(_read(run / "diagnostics"))
+    diag_rows = None
+    if diag is not None:
+        diag_rows = [
+            {
+                "departement_code": d,
+                "truth": int(truth_dep.get(d, 0)),
+                "published": float(diag.get(d, 0)),
+                "rel_error": _rel(float(diag.get(d, 0)), int(truth_dep.get(d, 0))),
+            }
+            for d in territory
+        ]
+
+    # H3 cells at resolution 6 with enough true residents
+    home6 = pd.Series(_parent(h3_to_int(now["home_h3"]), CELL_RESOLUTION)).value_counts()
+    big = home6[home6 >= CELL_MIN_RESIDENTS]
+    pub6 = residents_df[residents_df["resolution"] == CELL_RESOLUTION]
+    pub6 = pd.Series(pub6["residents"].to_numpy(), index=h3_to_int(pub6["h3_cell"]))
+    errs = np.array([(pub6.get(c, 0) - t) / t for c, t in big.items()])
+    cells = {
+        "resolution": CELL_RESOLUTION,
+        "min_truth_residents": CELL_MIN_RESIDENTS,
+        "cells": len(big),
+        "published": int(big.index.isin(pub6.index).sum()),
+        "median_abs_rel_error": round(float(np.median(np.abs(errs))), 4) if len(errs) else None,
+        "p90_abs_rel_error": round(float(np.quantile(np.abs(errs), 0.9)), 4) if len(errs) else None,
+    }
+
+    coarsest = residents_df["resolution"].min()
+    covered = residents_df.loc[residents_df["resolution"] == coarsest, "residents"].sum()
+    by_res = residents_df.groupby("resolution")["residents"].sum()
+    suppression = {
+        "truth_residents": len(now),
+        "share_not_covered": round(1 - covered / len(now), 4) if len(now) else None,
+        "share_not_covered_by_resolution": {
+            int(r): round(1 - v / len(now), 4) for r, v in by_res.items()
+        },
+    }
+
+    flows = _score_flows(truth, homes, run, month, baseline_month, territory)
+    big_deps = [r for r in deps if r["truth"] >= RESIDENTS_MIN_SUBSCRIBERS]
+    result = {
+        "month": month,
+        "territory": territory,
+        "residents_by_departement": deps,
+        "residents_by_departement_diagnostics": diag_rows,
+        "residents_h3": cells,
+        "suppression": suppression,
+        "residence_shift": flows,
+        "checks": {
+            "residents_within_5pct": bool(big_deps)
+            and all(
+                r["rel_error"] is not None and abs(r["rel_error"]) <= RESIDENTS_TOLERANCE
+                for r in big_deps
+            ),
+            "planted_flows_within_10pct": None
+            if not flows or not flows.get("planted")
+            else all(
+                f["rel_error"] is not None and abs(f["rel_error"]) <= FLOW_TOLERANCE
+                for f in flows["planted"]
+            ),
+        },
+    }
+    (run / "validation.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    return result
+
+
+def _score_flows(
+    truth: Path,
+    homes: pd.DataFrame,
+    run: Path,
+    month: str,
+    baseline: str | None,
+    territory: list[str],
+) -> dict | None:
+    shift = _read(run / "residence_shift")
+    earlier = sorted(m for m in homes["month"].unique() if m < month)
+    baseline = baseline or (earlier[-1] if earlier else None)
+    if shift is None or baseline is None:
+        return None
+    before = homes[(homes["month"] == baseline) & homes["in_territory"]][
+        ["user_id", "departement_code"]
+    ]
+    after = homes[(homes["month"] == month) & homes["in_territory"]][
+        ["user_id", "departement_code"]
+    ]
+    pairs = before.merge(after, on="user_id", suffixes=("_o", "_d"))
+    truth_flows = pairs.groupby(["departement_code_o", "departement_code_d"]).size()
+    pub = flows_by_departement(shift, territory)
+    moves = _read(truth / "moves")
+    planted_pairs = set()
+    if moves is not None and len(moves):
+        mv = moves[moves["to_in_territory"] & moves["to_departement_code"].isin(territory)]
+        planted_pairs = set(
+            zip(mv["from_departement_code"], mv["to_departement_code"], strict=True)
+        )
+    planted = []
+    for o, d in sorted(planted_pairs):
+        t, p = int(truth_flows.get((o, d), 0)), float(pub.get((o, d), 0.0))
+        planted.append(
+            {
+                "origin": o,
+                "destination": d,
+                "truth": t,
+                "published": round(p, 1),
+                "rel_error": _rel(p, t),
+            }
+        )
+    return {
+        "baseline_month": baseline,
+        "planted": planted,
+        "truth_total": int(truth_flows.sum()),
+        "published_total": round(float(pub.sum()), 1),
+    }
+
+
+def presence_from_stays(stays: pd.DataFrame, resolution: int = GRID_RESOLUTION) -> pd.DataFrame:
+    """True present users per H3 cell and local hour (at the middle of the hour) from the
+    truth ``stays`` table: columns ``h3_cell, hour_local, users``."""
+    start = stays["start"].dt.tz_convert("Europe/Paris").dt.tz_localize(None)
+    end = stays["end"].dt.tz_convert("Europe/Paris").dt.tz_localize(None)
+    first = (start - pd.Timedelta(minutes=30)).dt.ceil("h")
+    n = (
+        ((end - pd.Timedelta(minutes=30) - first) / pd.Timedelta(hours=1))
+        .apply(np.ceil)
+        .clip(lower=0)
+        .astype(int)
+    )
+    idx = np.repeat(np.arange(len(stays)), n.to_numpy())
+    offset = np.arange(len(idx)) - np.repeat(np.cumsum(n.to_numpy()) - n.to_numpy(), n.to_numpy())
+    hour = first.to_numpy()[idx] + offset * np.timedelta64(1, "h")
+    cells = stays["h3_cell"].to_numpy()[idx]
+    if resolution != GRID_RESOLUTION:
+        cells = np.array([h3.cell_to_parent(c, resolution) for c in cells], dtype=object)
+    df = pd.DataFrame(
+        {"h3_cell": cells, "hour_local": hour, "user_id": stays["user_id"].to_numpy()[idx]}
+    )
+    return df.groupby(["h3_cell", "hour_local"])["user_id"].nunique().rename("users").reset_index()
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``validate`` subcommand."""
+    p = subparsers.add_parser(
+        "validate", help="score a run's published month against the simulator's truth"
+    )
+    p.add_argument("--truth", required=True, help="truth folder written by mobiterra simulate")
+    p.add_argument("--out", required=True, help="run output folder (holding YYYY-MM/)")
+    p.add_argument("--month", required=True, help="YYYY-MM")
+    p.add_argument(
+        "--baseline-month", default=None, help="YYYY-MM (default: the truth's previous month)"
+    )
+    p.set_defaults(func=run_cli)
+    return p
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run ``validate``, print a short table; exit 0 (scores are reported, not enforced)."""
+    result = validate(args.truth, Path(args.out) / args.month, args.month, args.baseline_month)
+    print(f"validation of {args.month} -> {Path(args.out) / args.month / 'validation.json'}")
+    print(f"{'département':<12}{'truth':>9}{'published':>11}{'rel.err':>9}")
+    for r in result["residents_by_departement"]:
+        err = "" if r["rel_error"] is None else f"{r['rel_error']:+.1%}"
+        print(f"{r['departement_code']:<12}{r['truth']:>9}{r['published']:>11.0f}{err:>9}")
+    for f in (result["residence_shift"] or {}).get("planted", []):
+        err = "" if f["rel_error"] is None else f"{f['rel_error']:+.1%}"
+        label = f"flow {f['origin']}->{f['destination']}"
+        print(f"{label:<12}{f['truth']:>9}{f['published']:>11.0f}{err:>9}")
+    uncovered = result["suppression"]["share_not_covered"]
+    print(f"share of truth residents not covered (suppressed): {uncovered}")
+    print("checks:", json.dumps(result["checks"]))
+    return 0
