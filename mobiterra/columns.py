@@ -25,6 +25,20 @@ SOURCE_FILE = "source_file"
 TIMESTAMP_RAW = "timestamp_raw"
 REASON = "reason"
 EVENT_DATE = "event_date"
+# stays and trips (jobs.stays)
+STAY_H3 = "stay_h3"  # main H3 cell of a stay, finest resolution
+STAY_START = "stay_start"  # first event of the stay (UTC)
+STAY_END = "stay_end"  # last event of the stay (UTC)
+ORIGIN_H3 = "origin_h3"
+DESTINATION_H3 = "destination_h3"
+DEPARTURE = "departure"  # end of the origin stay (UTC)
+ARRIVAL = "arrival"  # start of the destination stay (UTC)
+HOUR_START = "hour_start"  # UTC start of an hour slot a stay overlaps
+# daytime anchor (jobs.od)
+DAY = "day"  # local date of a daytime event
+DAYS = "days"
+DAY_EVENTS = "day_events"
+ANCHOR_H3 = "anchor_h3"
 
 # --- outputs (DESIGN.md "Outputs") ---
 RESOLUTION = "resolution"

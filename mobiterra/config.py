@@ -65,6 +65,64 @@ class ResidenceParams(BaseModel):
     min_days: int = Field(4, ge=1, le=31)
 
 
+class StayParams(BaseModel):
+    """Stays: consecutive events of a user at one place (Multi-MNO continuous time
+    segmentation; parameter names follow its ``continuous_time_segmentation.ini``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    # A stay lasts at least this long; shorter runs are passes (Multi-MNO min_time_stay_s,
+    # default 900 s = 15 min).
+    min_time_stay_s: int = Field(900, ge=0)
+    # Largest gap between two events of one stay; a longer silence splits it. Multi-MNO's
+    # default is 12 h "to support devices being offline at home or work addresses": a phone
+    # silent from 01:00 to 07:00 at home is still at home, which night presence relies on.
+    max_time_missing_stay_s: int = Field(12 * 3600, ge=1)
+    # Same place = same H3 parent at this resolution (res 7 edge ~1.4 km, about one urban
+    # antenna's reach): neighbouring antennas' hexagons ping-ponging inside it stay one stay.
+    # Multi-MNO uses intersecting cell footprints; H3 parents keep it a bitwise Column op.
+    same_place_resolution: int = Field(7, ge=0, le=15)
+
+
+class DayPartParams(BaseModel):
+    """Day-parts in local hours [start, end); a part whose start > end crosses midnight and
+    is labelled by the date of its evening (as nights are in ResidenceParams)."""
+
+    model_config = ConfigDict(extra="forbid")
+    # 22:00-06:00: Multi-MNO usual environment night-time interval (as ResidenceParams).
+    night: tuple[int, int] = (22, 6)
+    # 09:00-17:00: the working-hours window also used for the daytime anchor.
+    daytime: tuple[int, int] = (9, 17)
+    # 17:00-22:00: between work and night (Flux Vision publishes similar day-part slices).
+    evening: tuple[int, int] = (17, 22)
+
+    @field_validator("night", "daytime", "evening")
+    @classmethod
+    def _hours(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if not (0 <= v[0] <= 23 and 0 <= v[1] <= 24) or v[0] == v[1]:
+            raise ValueError(f"a day-part is (start, end) local hours 0..24, start != end; got {v}")
+        return v
+
+
+PresencePeriod = Literal["hour", "day", "night", "daytime", "evening"]
+OdPeriod = Literal["day", "night", "daytime", "evening"]
+
+
+class PresenceParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # Periods published for present population. `hour` dominates the volume (user-hours x
+    # resolutions); drop it here for a lighter run.
+    periods: list[PresencePeriod] = Field(
+        default_factory=lambda: ["hour", "day", "night", "daytime", "evening"]
+    )
+
+
+class OdParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # Periods of the trip OD matrices, by departure local time (the home -> daytime-anchor
+    # matrix is always monthly).
+    periods: list[OdPeriod] = Field(default_factory=lambda: ["day", "night", "daytime", "evening"])
+
+
 class PrivacyParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # k-anonymity on distinct users; 20 is Orange Flux Vision's floor (FlowKit uses 15).
@@ -100,6 +158,10 @@ class RunConfig(BaseModel):
     resolutions: list[int] = Field(default_factory=lambda: [4, 5, 6, 7, 8])
     timezone: str = "Europe/Paris"
     residence: ResidenceParams = Field(default_factory=ResidenceParams)
+    stays: StayParams = Field(default_factory=StayParams)
+    day_parts: DayPartParams = Field(default_factory=DayPartParams)
+    presence: PresenceParams = Field(default_factory=PresenceParams)
+    od: OdParams = Field(default_factory=OdParams)
     privacy: PrivacyParams = Field(default_factory=PrivacyParams)
     coverage: CoverageParams = Field(default_factory=CoverageParams)
     engine: EngineParams = Field(default_factory=EngineParams)

@@ -58,6 +58,36 @@ HOMES = T.StructType(
     ]
 )
 
+# Internal: stays (continuous time segmentation), one row per stay.
+STAYS = T.StructType(
+    [
+        T.StructField(C.USER_KEY, T.StringType(), False),
+        T.StructField(C.STAY_H3, T.LongType(), False),
+        T.StructField(C.STAY_START, T.TimestampType(), False),
+        T.StructField(C.STAY_END, T.TimestampType(), False),
+    ]
+)
+
+# Internal: trips between two consecutive stays at different places.
+TRIPS = T.StructType(
+    [
+        T.StructField(C.USER_KEY, T.StringType(), False),
+        T.StructField(C.ORIGIN_H3, T.LongType(), False),
+        T.StructField(C.DESTINATION_H3, T.LongType(), False),
+        T.StructField(C.DEPARTURE, T.TimestampType(), False),
+        T.StructField(C.ARRIVAL, T.TimestampType(), False),
+    ]
+)
+
+# Internal: one daytime anchor (work) per user and month.
+ANCHORS = T.StructType(
+    [
+        T.StructField(C.USER_KEY, T.StringType(), False),
+        T.StructField(C.ANCHOR_H3, T.LongType(), False),
+        T.StructField(C.DAYS, T.LongType(), False),
+    ]
+)
+
 # Quarantine: rejected input rows with the reason. The user id is deliberately left out
 # (DESIGN.md "No identifiers out"); the raw input stays the system of record.
 QUARANTINE = T.StructType(

@@ -1,0 +1,177 @@
+"""Stays and trips: continuous time segmentation of each user's events, window functions only.
+
+After Eurostat Multi-MNO's continuous time segmentation, simplified to what a window pass
+can do: an event's place is its antenna cell's *main* H3 cell (highest coverage weight);
+"same place" means the same H3 parent at ``same_place_resolution``; a silence longer than
+``max_time_missing_stay_s`` ends a stay; runs shorter than ``min_time_stay_s`` are passes.
+
+    events --with_main_cell--> located --with_segment_ids--> segmented
+           --collapse_segments--> stays (passes dropped) --merge_stays--> stays
+    stays --trips_from_stays--> trips
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from jobs.residence import with_coverage, with_local_time
+from mobiterra import columns as C
+from mobiterra.config import StayParams
+from mobiterra.h3cols import h3_parent
+
+SEGMENT = "_segment"
+
+
+def main_coverage(coverage_df: DataFrame) -> DataFrame:
+    """One H3 cell per antenna cell and validity interval: highest weight, lowest id on ties.
+
+    The coverage table is small (one row per antenna cell and hexagon), so this window is
+    cheap; it keeps the event path at one row per event.
+    """
+    rank = Window.partitionBy(C.CELL_ID, C.VALID_FROM, C.VALID_TO).orderBy(
+        F.col(C.WEIGHT).desc(), F.col(C.H3_ID).asc()
+    )
+    return (
+        coverage_df.withColumn("_rank", F.row_number().over(rank))
+        .filter(F.col("_rank") == 1)
+        .select(C.CELL_ID, C.VALID_FROM, C.VALID_TO, C.H3_ID, F.lit(1.0).alias(C.WEIGHT))
+    )
+
+
+def with_main_cell(events_df: DataFrame, coverage_df: DataFrame, timezone: str) -> DataFrame:
+    """(user_key, timestamp, h3_id): each event placed at its antenna cell's main H3 cell.
+
+    Events of antenna cells unknown to (or inactive in) the coverage table are dropped.
+    """
+    return (
+        events_df.transform(with_local_time, timezone)
+        .transform(with_coverage, main_coverage(coverage_df))
+        .select(C.USER_KEY, C.TIMESTAMP, C.H3_ID)
+    )
+
+
+def _place(cell: str, same_place_resolution: int):
+    return h3_parent(cell, same_place_resolution)
+
+
+def with_segment_ids(
+    located_df: DataFrame, max_time_missing_stay_s: int, same_place_resolution: int
+) -> DataFrame:
+    """``_segment``: per user, a running count of segment starts over time-ordered events.
+
+    A new segment starts at a user's first event, when the place changes, or after a
+    silence longer than ``max_time_missing_stay_s``. Ties in time are ordered by cell so the
+    result is deterministic.
+    """
+    order = [F.col(C.TIMESTAMP).asc(), F.col(C.H3_ID).asc()]
+    # lag() has its own fixed frame (the previous row); Spark rejects any other.
+    previous = Window.partitionBy(C.USER_KEY).orderBy(*order)
+    running = previous.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    place = _place(C.H3_ID, same_place_resolution)
+    prev_place = F.lag(place).over(previous)
+    silence_s = F.unix_seconds(F.col(C.TIMESTAMP)) - F.unix_seconds(
+        F.lag(C.TIMESTAMP).over(previous)
+    )
+    starts_segment = (
+        prev_place.isNull() | (place != prev_place) | (silence_s > max_time_missing_stay_s)
+    )
+    return located_df.withColumn("_starts", starts_segment.cast("int")).withColumn(
+        SEGMENT, F.sum("_starts").over(running)
+    )
+
+
+def collapse_segments(segmented_df: DataFrame, min_time_stay_s: int) -> DataFrame:
+    """One row per segment lasting at least ``min_time_stay_s`` (shorter ones are passes).
+
+    The stay's cell is its most frequent finest cell (lowest id on ties): ping-pong
+    between neighbouring antennas inside one place keeps the dominant hexagon.
+    """
+    duration_s = F.unix_seconds(F.col(C.STAY_END)) - F.unix_seconds(F.col(C.STAY_START))
+    return (
+        segmented_df.groupBy(C.USER_KEY, SEGMENT)
+        .agg(
+            F.mode(C.H3_ID, deterministic=True).alias(C.STAY_H3),
+            F.min(C.TIMESTAMP).alias(C.STAY_START),
+            F.max(C.TIMESTAMP).alias(C.STAY_END),
+        )
+        .filter(duration_s >= min_time_stay_s)
+        .select(C.USER_KEY, C.STAY_H3, C.STAY_START, C.STAY_END)
+    )
+
+
+def merge_stays(
+    stays_df: DataFrame, max_time_missing_stay_s: int, same_place_resolution: int
+) -> DataFrame:
+    """Merge consecutive stays at the same place whose gap is within the missing-time limit.
+
+    This happens when a pass (a stray event on a distant antenna, a quick errand) splits a
+    stay: once the pass is dropped, the two halves are one stay again. The merged stay's
+    cell is the cell of its longest part (lowest id on ties).
+    """
+    order = [F.col(C.STAY_START).asc(), F.col(C.STAY_H3).asc()]
+    previous = Window.partitionBy(C.USER_KEY).orderBy(*order)  # lag(): fixed frame
+    running = previous.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    place = _place(C.STAY_H3, same_place_resolution)
+    prev_place = F.lag(place).over(previous)
+    gap_s = F.unix_seconds(F.col(C.STAY_START)) - F.unix_seconds(F.lag(C.STAY_END).over(previous))
+    starts_group = prev_place.isNull() | (place != prev_place) | (gap_s > max_time_missing_stay_s)
+    part_s = F.unix_seconds(F.col(C.STAY_END)) - F.unix_seconds(F.col(C.STAY_START))
+    return (
+        stays_df.withColumn("_starts", starts_group.cast("int"))
+        .withColumn(SEGMENT, F.sum("_starts").over(running))
+        .groupBy(C.USER_KEY, SEGMENT)
+        .agg(
+            F.max_by(C.STAY_H3, F.struct(part_s, -F.col(C.STAY_H3))).alias(C.STAY_H3),
+            F.min(C.STAY_START).alias(C.STAY_START),
+            F.max(C.STAY_END).alias(C.STAY_END),
+        )
+        .select(C.USER_KEY, C.STAY_H3, C.STAY_START, C.STAY_END)
+    )
+
+
+def stays_from_located(located_df: DataFrame, params: StayParams) -> DataFrame:
+    """(user_key, timestamp, h3_id) events -> stays (schema STAYS)."""
+    return (
+        located_df.transform(
+            with_segment_ids, params.max_time_missing_stay_s, params.same_place_resolution
+        )
+        .transform(collapse_segments, params.min_time_stay_s)
+        .transform(merge_stays, params.max_time_missing_stay_s, params.same_place_resolution)
+    )
+
+
+def stays_from_events(
+    events_df: DataFrame, coverage_df: DataFrame, params: StayParams, timezone: str
+) -> DataFrame:
+    """Accepted events (user_key, timestamp, cell_id) -> stays (schema STAYS)."""
+    return events_df.transform(with_main_cell, coverage_df, timezone).transform(
+        stays_from_located, params
+    )
+
+
+def trips_from_stays(stays_df: DataFrame, same_place_resolution: int) -> DataFrame:
+    """A trip per pair of consecutive stays at different places (schema TRIPS).
+
+    Departure is the end of the origin stay, arrival the start of the destination stay.
+    Consecutive stays at the same place (separated by a long silence) make no trip.
+    """
+    following = Window.partitionBy(C.USER_KEY).orderBy(
+        F.col(C.STAY_START).asc(), F.col(C.STAY_H3).asc()
+    )  # lead(): fixed frame (the next row)
+    next_h3 = F.lead(C.STAY_H3).over(following)
+    next_start = F.lead(C.STAY_START).over(following)
+    moved = _place(C.STAY_H3, same_place_resolution) != _place(
+        F.col(C.DESTINATION_H3), same_place_resolution
+    )
+    return (
+        stays_df.select(
+            C.USER_KEY,
+            F.col(C.STAY_H3).alias(C.ORIGIN_H3),
+            next_h3.alias(C.DESTINATION_H3),
+            F.col(C.STAY_END).alias(C.DEPARTURE),
+            next_start.alias(C.ARRIVAL),
+        )
+        .filter(F.col(C.DESTINATION_H3).isNotNull())
+        .filter(moved)
+    )

@@ -1,0 +1,141 @@
+"""Stays and trips on hand-made event sequences."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import h3
+from pyspark.sql import functions as F
+
+from jobs.stays import stays_from_located, trips_from_stays, with_main_cell
+from mobiterra import columns as C
+from mobiterra import schemas
+from mobiterra.config import StayParams
+
+# A: a res-8 hexagon at the Eiffel Tower; A2: its sibling (same res-7 parent, i.e. the
+# same place for same_place_resolution=7); B: Marseille, a different place.
+A = h3.str_to_int(h3.latlng_to_cell(48.8584, 2.2945, 8))
+A2 = h3.str_to_int(sorted(h3.cell_to_children(h3.cell_to_parent(h3.int_to_str(A), 7), 8))[-1])
+B = h3.str_to_int(h3.latlng_to_cell(43.2965, 5.3698, 8))
+PARAMS = StayParams(min_time_stay_s=900, max_time_missing_stay_s=3 * 3600, same_place_resolution=7)
+LOCATED = "user_key string, timestamp timestamp, h3_id long"
+
+
+def ts(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def hm(col: str):
+    return F.date_format(F.col(col), "yyyy-MM-dd HH:mm").alias(col)
+
+
+def stays_of(spark, rows):
+    located_df = spark.createDataFrame([(u, ts(t), c) for u, t, c in rows], LOCATED)
+    return stays_from_located(located_df, PARAMS)
+
+
+def collected(stays_df):
+    return sorted(
+        tuple(r)
+        for r in stays_df.select(C.USER_KEY, C.STAY_H3, hm(C.STAY_START), hm(C.STAY_END)).collect()
+    )
+
+
+def test_ping_pong_between_neighbouring_cells_is_one_stay(spark):
+    rows = [
+        ("u1", "2024-01-16 08:00", A),
+        ("u1", "2024-01-16 08:10", A2),
+        ("u1", "2024-01-16 08:20", A),
+        ("u1", "2024-01-16 08:40", A2),
+        ("u1", "2024-01-16 09:00", A),
+    ]
+    stays_df = stays_of(spark, rows)
+    # the stay sits in its most frequent hexagon (A: 3 events, A2: 2)
+    assert collected(stays_df) == [("u1", A, "2024-01-16 08:00", "2024-01-16 09:00")]
+    got = {(f.name, f.dataType) for f in stays_df.schema.fields}
+    assert got == {(f.name, f.dataType) for f in schemas.STAYS.fields}
+
+
+def test_gap_longer_than_max_splits_and_short_run_is_a_pass(spark):
+    rows = [
+        ("u1", "2024-01-16 08:00", A),
+        ("u1", "2024-01-16 08:30", A),
+        # silence of 3 h 30 > max_time_missing_stay (3 h): a new stay at the same place
+        ("u1", "2024-01-16 12:00", A),
+        ("u1", "2024-01-16 12:30", A),
+        # 10 minutes in Marseille: shorter than min_time_stay (15 min), a pass
+        ("u1", "2024-01-16 13:00", B),
+        ("u1", "2024-01-16 13:10", B),
+        # edge: a user with a single event has no stay at all
+        ("u2", "2024-01-16 08:00", B),
+    ]
+    assert collected(stays_of(spark, rows)) == [
+        ("u1", A, "2024-01-16 08:00", "2024-01-16 08:30"),
+        ("u1", A, "2024-01-16 12:00", "2024-01-16 12:30"),
+    ]
+
+
+def test_stray_event_elsewhere_does_not_split_a_stay(spark):
+    rows = [
+        ("u1", "2024-01-16 08:00", A),
+        ("u1", "2024-01-16 08:30", A),
+        ("u1", "2024-01-16 08:40", B),  # one event on a distant antenna: a pass
+        ("u1", "2024-01-16 09:00", A),
+        ("u1", "2024-01-16 09:30", A2),
+    ]
+    assert collected(stays_of(spark, rows)) == [("u1", A, "2024-01-16 08:00", "2024-01-16 09:30")]
+
+
+def test_trip_joins_consecutive_stays_at_different_places(spark):
+    rows = [
+        ("u1", "2024-01-16 08:00", A),
+        ("u1", "2024-01-16 09:00", A),
+        ("u1", "2024-01-16 11:00", B),
+        ("u1", "2024-01-16 12:00", B),
+        # back at B after a 4 h silence: a second stay at the same place, no trip
+        ("u1", "2024-01-16 16:00", B),
+        ("u1", "2024-01-16 16:30", B),
+        ("u1", "2024-01-16 18:00", A2),
+        ("u1", "2024-01-16 19:00", A2),
+    ]
+    trips_df = trips_from_stays(stays_of(spark, rows), PARAMS.same_place_resolution)
+    got = sorted(
+        tuple(r)
+        for r in trips_df.select(
+            C.USER_KEY, C.ORIGIN_H3, C.DESTINATION_H3, hm(C.DEPARTURE), hm(C.ARRIVAL)
+        ).collect()
+    )
+    assert got == [
+        ("u1", A, B, "2024-01-16 09:00", "2024-01-16 11:00"),
+        ("u1", B, A2, "2024-01-16 16:30", "2024-01-16 18:00"),
+    ]
+    assert {(f.name, f.dataType) for f in trips_df.schema.fields} == {
+        (f.name, f.dataType) for f in schemas.TRIPS.fields
+    }
+
+
+def test_events_take_the_main_hexagon_of_their_antenna_cell(spark):
+    coverage_df = spark.createDataFrame(
+        [
+            ("c1", None, None, A, 0.3),
+            ("c1", None, None, B, 0.7),
+            ("c2", None, None, A2, 0.5),  # tie: the lowest id wins
+            ("c2", None, None, A, 0.5),
+        ],
+        schemas.COVERAGE,
+    )
+    events_df = spark.createDataFrame(
+        [
+            ("u1", ts("2024-01-16 08:00"), "c1"),
+            ("u1", ts("2024-01-16 09:00"), "c2"),
+            ("u1", ts("2024-01-16 10:00"), "c9"),  # edge: not in coverage, dropped
+        ],
+        schemas.ACCEPTED_EVENTS,
+    )
+    got = sorted(
+        tuple(r)
+        for r in with_main_cell(events_df, coverage_df, "Europe/Paris")
+        .select(hm(C.TIMESTAMP), C.H3_ID)
+        .collect()
+    )
+    assert got == [("2024-01-16 08:00", B), ("2024-01-16 09:00", min(A, A2))]
