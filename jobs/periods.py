@@ -1,0 +1,113 @@
+"""Publication periods of a UTC timestamp: hour, local day and local day-parts.
+
+Day and day-part boundaries are local wall-clock times (DESIGN.md "Timezone"); each
+period is stored by the UTC instant of its start, so a DST day is 23 or 25 hours long and
+its ``day`` period still starts at local midnight.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from mobiterra import columns as C
+from mobiterra.config import DayPartParams
+
+HOUR = "hour"
+DAY = "day"
+MONTH = "month"
+DAY_PARTS = ("night", "daytime", "evening")  # names of DayPartParams fields
+PERIODS = (HOUR, DAY, *DAY_PARTS)
+
+
+def _local_start(day: Column, hour: int, timezone: str) -> Column:
+    """UTC instant of local ``hour``:00 on local date ``day``."""
+    return F.make_timestamp(
+        F.year(day),
+        F.month(day),
+        F.dayofmonth(day),
+        F.lit(hour),
+        F.lit(0),
+        F.lit(0),
+        timezone=F.lit(timezone),
+    )
+
+
+def _day_part(local_ts: Column, name: str, hours: tuple[int, int], timezone: str) -> Column:
+    """struct(period, period_start) when ``local_ts`` falls in the part, else null.
+
+    A part crossing midnight (start > end) is labelled by the date of its evening.
+    """
+    start, end = hours
+    hour = F.hour(local_ts)
+    if start < end:
+        inside = (hour >= start) & (hour < end)
+        day = F.to_date(local_ts)
+    else:
+        inside = (hour >= start) | (hour < end)
+        day = F.to_date(local_ts - F.make_dt_interval(hours=F.lit(end)))
+    label = F.struct(
+        F.lit(name).alias(C.PERIOD), _local_start(day, start, timezone).alias(C.PERIOD_START)
+    )
+    return F.when(inside, label)
+
+
+def period_labels(ts: str, timezone: str, day_parts: DayPartParams, periods: list[str]) -> Column:
+    """Array of struct(period, period_start) for the ``periods`` the UTC ``ts`` falls in.
+
+    ``hour`` starts at the UTC hour; ``day`` at local midnight; a day-part at its local
+    start hour. Relies on the session time zone being UTC (mobiterra.spark sets it).
+    """
+    unknown = sorted(set(periods) - set(PERIODS))
+    if unknown or not periods:
+        raise ValueError(f"periods must be a non-empty subset of {PERIODS}, got {periods}")
+    local_ts = F.from_utc_timestamp(F.col(ts), timezone)
+    labels = []
+    if HOUR in periods:
+        labels.append(
+            F.struct(
+                F.lit(HOUR).alias(C.PERIOD),
+                F.date_trunc("hour", F.col(ts)).alias(C.PERIOD_START),
+            )
+        )
+    if DAY in periods:
+        labels.append(
+            F.struct(
+                F.lit(DAY).alias(C.PERIOD),
+                _local_start(F.to_date(local_ts), 0, timezone).alias(C.PERIOD_START),
+            )
+        )
+    for name in DAY_PARTS:
+        if name in periods:
+            labels.append(_day_part(local_ts, name, getattr(day_parts, name), timezone))
+    return F.filter(F.array(*labels), lambda label: label.isNotNull())
+
+
+def with_periods(
+    df: DataFrame,
+    ts: str,
+    timezone: str,
+    day_parts: DayPartParams,
+    periods: list[str],
+) -> DataFrame:
+    """One row per input row and period it falls in: adds ``period`` and ``period_start``."""
+    return df.withColumn(
+        "_period", F.explode(period_labels(ts, timezone, day_parts, periods))
+    ).select(*df.columns, "_period.*")
+
+
+def utc_lit(value: datetime) -> Column:
+    """A timestamp literal; a naive datetime is read as UTC (as config.month_bounds_utc
+    returns), not as the driver machine's local time, which pyspark would otherwise use."""
+    return F.lit(value if value.tzinfo else value.replace(tzinfo=UTC))
+
+
+def filter_period_starts(df: DataFrame, start: datetime | None, end: datetime | None) -> DataFrame:
+    """Keep periods starting in [start, end) (UTC; either bound may be None)."""
+    if start is not None:
+        df = df.filter(F.col(C.PERIOD_START) >= utc_lit(start))
+    if end is not None:
+        df = df.filter(F.col(C.PERIOD_START) < utc_lit(end))
+    return df

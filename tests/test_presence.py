@@ -1,0 +1,118 @@
+"""Present population interpolated from stays, with local periods and DST."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import h3
+from pyspark.sql import functions as F
+
+from jobs.presence import count_present_population
+from jobs.stays import stays_from_located
+from mobiterra import columns as C
+from mobiterra.config import DayPartParams, StayParams, month_bounds_utc
+
+PARIS = "Europe/Paris"
+A = h3.str_to_int(h3.latlng_to_cell(48.8584, 2.2945, 8))
+A2 = h3.str_to_int(sorted(h3.cell_to_children(h3.cell_to_parent(h3.int_to_str(A), 7), 8))[-1])
+A_7 = h3.str_to_int(h3.cell_to_parent(h3.int_to_str(A), 7))
+PARTS = DayPartParams()
+STAYS = "user_key string, stay_h3 long, stay_start timestamp, stay_end timestamp"
+
+
+def ts(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def stays(spark, rows):
+    return spark.createDataFrame([(u, c, ts(s), ts(e)) for u, c, s, e in rows], STAYS)
+
+
+def counted(counts_df):
+    """Sorted (resolution, h3_cell, period, period_start 'yyyy-MM-dd HH:mm' UTC, users)."""
+    start = F.date_format(F.col(C.PERIOD_START), "yyyy-MM-dd HH:mm")
+    rows = counts_df.select(C.RESOLUTION, C.H3_CELL, C.PERIOD, start, C.USERS).collect()
+    return sorted(tuple(r) for r in rows)
+
+
+def counts_columns_ok(counts_df) -> bool:
+    types = dict(counts_df.dtypes)
+    return types == {
+        C.RESOLUTION: "int",
+        C.H3_CELL: "bigint",
+        C.PERIOD_START: "timestamp",
+        C.PERIOD: "string",
+        C.USERS: "bigint",
+    }
+
+
+def test_a_three_hour_stay_counts_in_three_hours_without_events_between(spark):
+    stays_df = stays(spark, [("u1", A, "2024-01-16 10:15", "2024-01-16 12:45")])
+    counts_df = count_present_population(stays_df, PARIS, PARTS, ["hour"], [8])
+    assert counts_columns_ok(counts_df)
+    assert counted(counts_df) == [
+        (8, A, "hour", "2024-01-16 10:00", 1),
+        (8, A, "hour", "2024-01-16 11:00", 1),
+        (8, A, "hour", "2024-01-16 12:00", 1),
+    ]
+
+
+def test_a_user_counts_once_per_cell_hour_however_many_events(spark):
+    located_df = spark.createDataFrame(
+        [
+            ("u1", ts("2024-01-16 10:00"), A),
+            ("u1", ts("2024-01-16 10:05"), A),
+            ("u1", ts("2024-01-16 10:10"), A2),
+            ("u1", ts("2024-01-16 10:20"), A),
+            ("u1", ts("2024-01-16 10:40"), A),
+            ("u2", ts("2024-01-16 10:30"), A2),
+            ("u2", ts("2024-01-16 10:50"), A2),
+            ("u3", ts("2024-01-16 10:30"), A),  # edge: a single event is a pass, not present
+        ],
+        "user_key string, timestamp timestamp, h3_id long",
+    )
+    stays_df = stays_from_located(located_df, StayParams())
+    got = counted(count_present_population(stays_df, PARIS, PARTS, ["hour", "day"], [7, 8]))
+    assert got == [
+        (7, A_7, "day", "2024-01-15 23:00", 2),  # local midnight, CET = UTC+1
+        (7, A_7, "hour", "2024-01-16 10:00", 2),  # the res-7 parent holds both users
+        (8, A, "day", "2024-01-15 23:00", 1),
+        (8, A, "hour", "2024-01-16 10:00", 1),
+        (8, A2, "day", "2024-01-15 23:00", 1),
+        (8, A2, "hour", "2024-01-16 10:00", 1),
+    ]
+
+
+def test_dst_day_has_23_hours_and_local_period_starts(spark):
+    # Sunday 31 March 2024: clocks go 02:00 CET -> 03:00 CEST. The stay runs from 00:30
+    # local (CET) to 23:30 local (CEST), i.e. 23:30 UTC the day before to 21:30 UTC.
+    stays_df = stays(spark, [("u1", A, "2024-03-30 23:30", "2024-03-31 21:30")])
+    counts_df = count_present_population(
+        stays_df, PARIS, PARTS, ["hour", "day", "night", "daytime", "evening"], [8]
+    )
+    got = counted(counts_df)
+    hours = [r for r in got if r[2] == "hour"]
+    assert len(hours) == 23
+    assert hours[0][3] == "2024-03-30 23:00" and hours[-1][3] == "2024-03-31 21:00"
+    assert [r for r in got if r[2] != "hour"] == [
+        (8, A, "day", "2024-03-30 23:00", 1),  # local midnight still in CET
+        (8, A, "daytime", "2024-03-31 07:00", 1),  # 09:00 CEST
+        (8, A, "evening", "2024-03-31 15:00", 1),  # 17:00 CEST
+        (8, A, "night", "2024-03-30 21:00", 1),  # night of the 30th, 22:00 CET
+        (8, A, "night", "2024-03-31 20:00", 1),  # night of the 31st, 22:00 CEST
+    ]
+
+
+def test_month_bounds_keep_the_last_night_whole_and_drop_next_month(spark):
+    # 31 March 22:30 CEST -> 1 April 05:00 CEST, at the end of the March run.
+    stays_df = stays(spark, [("u1", A, "2024-03-31 20:30", "2024-04-01 03:00")])
+    start, end = month_bounds_utc("2024-03", PARIS, 0)
+    counts_df = count_present_population(
+        stays_df, PARIS, PARTS, ["hour", "day", "night"], [8], start, end
+    )
+    assert counted(counts_df) == [
+        (8, A, "day", "2024-03-30 23:00", 1),  # 31 March (1 April is the next month's)
+        (8, A, "hour", "2024-03-31 20:00", 1),
+        (8, A, "hour", "2024-03-31 21:00", 1),  # the month's last hour
+        (8, A, "night", "2024-03-31 20:00", 1),  # the whole night, tail included
+    ]
