@@ -1,0 +1,55 @@
+"""Mobility indicators of one month as gate-ready count frames."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pyspark.sql import DataFrame
+
+from jobs import od, presence, stays
+from mobiterra.config import Month, RunConfig, month_bounds_utc
+
+
+def mobility_counts(
+    events_df: DataFrame,
+    coverage_df: DataFrame,
+    homes_df: DataFrame,
+    cfg: RunConfig,
+    month: str | None = None,
+    stays_df: DataFrame | None = None,
+) -> dict[str, DataFrame]:
+    """Count frames for the gate: present_population, od_trips, od_home_work.
+
+    ``events_df``: accepted events (ACCEPTED_EVENTS) of the month; ``coverage_df``: the
+    COVERAGE table; ``homes_df``: HOMES of the month; ``month`` defaults to ``cfg.month``.
+    ``stays_df`` (schema STAYS) skips the segmentation when the caller has materialized
+    ``stays.stays_from_events`` once (it feeds two tables; lazily it is computed twice).
+
+    Cells are int64; present_population has (resolution, h3_cell, period_start, period,
+    users); od_trips and od_home_work have (resolution, origin_cell, destination_cell,
+    period_start, period, trips, users); od_home_work's period is ``month``.
+    """
+    month = Month(month or cfg.month)
+    if not month:
+        raise ValueError("mobility_counts needs a month (argument or cfg.month)")
+    start, end = month_bounds_utc(month, cfg.timezone, tail_hours=0)
+    first, last = month.first_day, month.next_first_day - timedelta(days=1)
+    if stays_df is None:
+        stays_df = stays.stays_from_events(events_df, coverage_df, cfg.stays, cfg.timezone)
+    trips_df = stays.trips_from_stays(stays_df, cfg.stays.same_place_resolution)
+    anchors_df = od.daytime_anchor(events_df, coverage_df, cfg.residence, cfg.timezone, first, last)
+    return {
+        "present_population": presence.count_present_population(
+            stays_df,
+            cfg.timezone,
+            cfg.day_parts,
+            cfg.presence.periods,
+            cfg.resolutions,
+            start,
+            end,
+        ),
+        "od_trips": od.count_od(
+            trips_df, cfg.timezone, cfg.day_parts, cfg.od.periods, cfg.resolutions, start, end
+        ),
+        "od_home_work": od.count_home_work(homes_df, anchors_df, cfg.resolutions, start),
+    }
