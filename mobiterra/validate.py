@@ -21,6 +21,7 @@ import h3
 import h3.api.basic_int as h3i
 import numpy as np
 import pandas as pd
+import shapely
 
 from mobiterra import geo
 from mobiterra.geo.grid import h3_to_int
@@ -68,47 +69,78 @@ def hierarchical_pieces(published: pd.DataFrame, value: str, keys: list[str]) ->
     return pd.concat(pieces, ignore_index=True) if pieces else published.iloc[:0]
 
 
-def departement_shares(cells: np.ndarray, resolution: int, departements: list[str]) -> pd.DataFrame:
-    """Share of each H3 cell's INSEE population in each of the given départements.
+def departement_shares(
+    cells: np.ndarray,
+    resolution: int,
+    departements: dict[str, float] | list[str],
+    explained: tuple[int, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Share of each H3 cell's expected subscribers in each of the given départements.
 
-    Cells with no population there fall back to the département of their centroid."""
-    grid = geo.population_grid(GRID_RESOLUTION, departements)
+    departements: the territory, or a weight per département (its sampling fraction when
+        the simulation sampled départements unevenly); the expected subscribers of a
+        resolution-8 cell are its INSEE population times that weight.
+    explained: (resolution, cells) already published in full at a finer resolution; the
+        share of a remainder is computed on the rest of the cell (where its users live).
+    Cells with no population in the territory go to the département of the nearest
+    populated resolution-8 cell of the territory.
+    """
+    weight = departements if isinstance(departements, dict) else dict.fromkeys(departements, 1.0)
+    grid = geo.population_grid(GRID_RESOLUTION, list(weight))
     grid = grid.assign(
         cell=_parent(grid["h3_id"].to_numpy(), resolution)
         if resolution < GRID_RESOLUTION
-        else grid["h3_id"]
+        else grid["h3_id"],
+        expected=grid["population"] * grid["departement_code"].map(weight),
     )
     wanted = pd.Series(np.unique(cells), name="cell")
-    pop = grid[grid["cell"].isin(wanted)].groupby(["cell", "departement_code"])["population"].sum()
-    shares = (pop / pop.groupby(level="cell").transform("sum")).rename("share").reset_index()
-    missing = wanted[~wanted.isin(shares["cell"])]
+    if explained is not None and len(explained[1]):
+        res_fine, fine = explained
+        inside = grid["cell"].isin(wanted).to_numpy()
+        fine_of = np.zeros(len(grid), np.int64)
+        fine_of[inside] = _parent(grid["h3_id"].to_numpy()[inside], res_fine)
+        rest = grid[~np.isin(fine_of, fine)]
+        # a cell whose whole population is explained keeps its plain shares
+        grid = pd.concat([rest, grid[inside & ~grid["cell"].isin(rest["cell"]).to_numpy()]])
+    exp = grid[grid["cell"].isin(wanted)].groupby(["cell", "departement_code"])["expected"].sum()
+    exp = exp[exp > 0]
+    shares = (exp / exp.groupby(level="cell").transform("sum")).rename("share").reset_index()
+    missing = wanted[~wanted.isin(shares["cell"])].to_numpy()
     if len(missing):
-        fallback = geo.cells_to_communes(missing.to_numpy())
-        shares = pd.concat(
-            [
-                shares,
-                pd.DataFrame(
-                    {
-                        "cell": missing.to_numpy(),
-                        "departement_code": fallback["departement_code"],
-                        "share": 1.0,
-                    }
-                ),
-            ],
-            ignore_index=True,
+        populated = grid[grid["population"] > 0].drop_duplicates("h3_id")
+        tree = shapely.STRtree(_centroids(populated["h3_id"].to_numpy()))
+        nearest = tree.query_nearest(_centroids(missing), all_matches=False)[1]
+        fallback = pd.DataFrame(
+            {
+                "cell": missing,
+                "departement_code": populated["departement_code"].to_numpy()[nearest],
+                "share": 1.0,
+            }
         )
+        shares = pd.concat([shares, fallback], ignore_index=True)
     return shares
 
 
+def _centroids(cells: np.ndarray) -> np.ndarray:
+    latlng = np.array([h3i.cell_to_latlng(int(c)) for c in cells]).reshape(-1, 2)
+    return shapely.points(latlng[:, 1], latlng[:, 0])
+
+
 def published_by_departement(
-    published: pd.DataFrame, value: str, departements: list[str]
+    published: pd.DataFrame, value: str, departements: dict[str, float] | list[str]
 ) -> pd.Series:
     """Published counts (one value per cell and resolution) attributed to départements."""
     df = published.assign(h3_id=h3_to_int(published["h3_cell"]))
     pieces = hierarchical_pieces(df, value, ["h3_id"])
     parts = []
+    resolutions = sorted(df["resolution"].unique())
     for res, rows in pieces.groupby("resolution"):
-        shares = departement_shares(rows["h3_id"].to_numpy(), int(res), departements)
+        finer = [r for r in resolutions if r > res]
+        explained = None
+        if finer:
+            fine = df.loc[df["resolution"] == finer[0], "h3_id"].to_numpy()
+            explained = (int(finer[0]), fine)
+        shares = departement_shares(rows["h3_id"].to_numpy(), int(res), departements, explained)
         m = rows.merge(shares, left_on="h3_id", right_on="cell", how="inner")
         parts.append(m.assign(v=m[value] * m["share"])[["departement_code", "v"]])
     if not parts:
@@ -116,7 +148,9 @@ def published_by_departement(
     return pd.concat(parts).groupby("departement_code")["v"].sum()
 
 
-def flows_by_departement(shift: pd.DataFrame, departements: list[str]) -> pd.Series:
+def flows_by_departement(
+    shift: pd.DataFrame, departements: dict[str, float] | list[str]
+) -> pd.Series:
     """Published residence-shift users attributed to (origin, destination) départements."""
     df = shift.assign(o=h3_to_int(shift["origin_cell"]), d=h3_to_int(shift["destination_cell"]))
     pieces = hierarchical_pieces(df, "users", ["o", "d"])
@@ -183,7 +217,8 @@ def validate(
     territory = sorted(now["departement_code"].unique())
     truth_dep = now.groupby("departement_code").size()
 
-    pub_dep = published_by_departement(residents_df, "residents", territory)
+    weights = _sampling_weights(truth, homes, territory)
+    pub_dep = published_by_departement(residents_df, "residents", weights)
     deps = []
     for d in territory:
         t, p = int(truth_dep.get(d, 0)), float(pub_dep.get(d, 0.0))
@@ -229,7 +264,7 @@ def validate(
         },
     }
 
-    flows = _score_flows(truth, homes, run, month, baseline_month, territory)
+    flows = _score_flows(truth, homes, run, month, baseline_month, weights)
     big_deps = [r for r in deps if r["truth"] >= RESIDENTS_MIN_SUBSCRIBERS]
     result = {
         "month": month,
@@ -263,12 +298,13 @@ def _score_flows(
     run: Path,
     month: str,
     baseline: str | None,
-    territory: list[str],
+    weights: dict[str, float],
 ) -> dict | None:
     shift = _read(run / "residence_shift")
     earlier = sorted(m for m in homes["month"].unique() if m < month)
     baseline = baseline or (earlier[-1] if earlier else None)
-    if shift is None or baseline is None:
+    diag = _diagnostics_flows(_read(run / "diagnostics"))
+    if (shift is None and diag is None) or baseline is None:
         return None
     before = homes[(homes["month"] == baseline) & homes["in_territory"]][
         ["user_id", "departement_code"]
@@ -278,7 +314,8 @@ def _score_flows(
     ]
     pairs = before.merge(after, on="user_id", suffixes=("_o", "_d"))
     truth_flows = pairs.groupby(["departement_code_o", "departement_code_d"]).size()
-    pub = flows_by_departement(shift, territory)
+    territory = list(weights)
+    pub = flows_by_departement(shift, weights) if shift is not None else pd.Series(dtype=float)
     moves = _read(truth / "moves")
     planted_pairs = set()
     if moves is not None and len(moves):
@@ -289,21 +326,49 @@ def _score_flows(
     planted = []
     for o, d in sorted(planted_pairs):
         t, p = int(truth_flows.get((o, d), 0)), float(pub.get((o, d), 0.0))
-        planted.append(
-            {
-                "origin": o,
-                "destination": d,
-                "truth": t,
-                "published": round(p, 1),
-                "rel_error": _rel(p, t),
-            }
-        )
+        row = {"origin": o, "destination": d, "truth": t, "published_h3": round(p, 1)}
+        row["rel_error_h3"] = _rel(p, t)
+        if diag is not None:
+            q = float(diag.get((o, d), 0.0))
+            row |= {"published_diagnostics": q, "rel_error_diagnostics": _rel(q, t)}
+        # the département-level table when there is one (H3 flows are cut by k per cell)
+        row["published"] = row.get("published_diagnostics", row["published_h3"])
+        row["rel_error"] = row.get("rel_error_diagnostics", row["rel_error_h3"])
+        planted.append(row)
     return {
         "baseline_month": baseline,
         "planted": planted,
         "truth_total": int(truth_flows.sum()),
         "published_total": round(float(pub.sum()), 1),
     }
+
+
+def _sampling_weights(truth: Path, homes: pd.DataFrame, territory: list[str]) -> dict[str, float]:
+    """Each département's sampling fraction in the simulation (uniform when unknown): the
+    published cells are split between départements in proportion to expected subscribers."""
+    users = _read(truth / "users")
+    if users is None or "sampling_fraction" not in users.columns:
+        return dict.fromkeys(territory, 1.0)
+    main = homes[homes["place"] == "home"] if "place" in homes.columns else homes
+    frac = main.merge(users, on="user_id").groupby("departement_code")["sampling_fraction"]
+    frac = frac.median()
+    return {d: float(frac.get(d, frac.median())) for d in territory}
+
+
+def _diagnostics_flows(diag: pd.DataFrame | None) -> pd.Series | None:
+    """(origin, destination) département flows from a ``diagnostics`` table, if it has them."""
+    if diag is None:
+        return None
+    origin = next((c for c in ("origin_code", "origin_departement", "origin") if c in diag), None)
+    dest = next(
+        (c for c in ("destination_code", "destination_departement", "destination") if c in diag),
+        None,
+    )
+    value = next((c for c in ("users", "shift_users", "movers") if c in diag), None)
+    if origin is None or dest is None or value is None:
+        return None
+    rows = diag[diag[origin].notna() & diag[dest].notna()]
+    return rows.groupby([rows[origin].astype(str), rows[dest].astype(str)])[value].sum()
 
 
 def presence_from_stays(stays: pd.DataFrame, resolution: int = GRID_RESOLUTION) -> pd.DataFrame:

@@ -112,3 +112,14 @@ def test_missing_published_table_names_the_folder(tmp_path, folders):
     truth, _ = folders
     with pytest.raises(FileNotFoundError, match="residents"):
         validate(truth, tmp_path / "nowhere", "2020-04")
+
+
+def test_departement_flows_from_diagnostics_are_preferred(folders):
+    truth, month = folders
+    (month / "diagnostics").mkdir()
+    pd.DataFrame(
+        {"unit": ["departement"], "origin_code": ["75"], "destination_code": ["89"], "users": [31]}
+    ).to_parquet(month / "diagnostics" / "part-0.parquet")
+    flow = validate(truth, month, "2020-04")["residence_shift"]["planted"][0]
+    assert flow["rel_error_h3"] == pytest.approx(-0.1)
+    assert flow["rel_error"] == flow["rel_error_diagnostics"] == pytest.approx(round(1 / 30, 4))

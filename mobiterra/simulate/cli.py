@@ -43,6 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--activity", type=float, default=None, help="mean data/call events a day per user"
     )
+    p.add_argument("--update-hours", default=None, help="hours between location updates, e.g. 4,6")
     p.add_argument("--workers", type=int, default=2, help="dask worker processes (1 = in process)")
     p.add_argument("--block-users", type=int, default=DEFAULT_BLOCK_USERS)
     p.add_argument(
@@ -72,6 +73,9 @@ def run_cli(args: argparse.Namespace) -> int:
         bbox=bbox,
         months=args.months.split(",") if args.months else None,
         activity_per_day=args.activity,
+        update_hours=tuple(float(h) for h in args.update_hours.split(","))
+        if args.update_hours
+        else None,
         workers=args.workers,
         block_users=args.block_users,
         truth_stays=not args.no_truth_stays,

@@ -58,6 +58,7 @@ def simulate(
     bbox: tuple[float, float, float, float] | None = None,
     months: list[str] | None = None,
     activity_per_day: float | None = None,
+    update_hours: tuple[float, ...] | None = None,
     workers: int = 2,
     block_users: int = DEFAULT_BLOCK_USERS,
     truth_stays: bool = True,
@@ -70,6 +71,8 @@ def simulate(
     sample_fraction: share of subscribers simulated, or per département ("75=0.002,...").
     scenario: TOML/JSON scenario file; None = the 2020 lockdown; "none" = no scenario.
     months: write only days of these months (YYYY-MM), the others still planned.
+    activity_per_day / update_hours: mean data/call events a day per user and the choice of
+        hours between periodic location updates (defaults in ``population``).
     single_file: merge events into ``out_dir/events.parquet`` (small samples).
     """
     t0 = time.perf_counter()
@@ -102,6 +105,9 @@ def simulate(
     users["essential"] = rng.random(n) < scen.get("mobility", {}).get("still_commuting", 1.0)
     if activity_per_day is not None:
         users["activity"] = activity_levels(rng, n, activity_per_day)
+    if update_hours:
+        users["update_period_h"] = rng.choice(np.asarray(update_hours, float), n)
+        users["update_phase_h"] = rng.random(n) * users["update_period_h"]
     world = locate_anchors(world, ter, antennas)
     t_world = time.perf_counter() - t0
 

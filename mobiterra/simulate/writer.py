@@ -21,6 +21,14 @@ EVENTS_SCHEMA = pa.schema(
     ]
 )
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 9, "use_dictionary": True}
+# Events sorted by user then time: timestamps delta-encode well (a third smaller than with
+# dictionary encoding), ids and cells are dictionary-encoded.
+EVENTS_PARQUET_OPTIONS = {
+    "compression": "zstd",
+    "compression_level": 9,
+    "use_dictionary": ["user_id", "cell_id"],
+    "column_encoding": {"timestamp": "DELTA_BINARY_PACKED"},
+}
 
 
 def dictionary_strings(indices: np.ndarray, values: np.ndarray) -> pa.Array:
@@ -30,11 +38,11 @@ def dictionary_strings(indices: np.ndarray, values: np.ndarray) -> pa.Array:
     ).cast(pa.string())
 
 
-def write_table(table: pa.Table, path: Path) -> None:
+def write_table(table: pa.Table, path: Path, options: dict | None = None) -> None:
     """One Parquet file, written aside then renamed (no half-written file is ever visible)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, **PARQUET_OPTIONS)
+    pq.write_table(table, tmp, **(options or PARQUET_OPTIONS))
     tmp.replace(path)
 
 
@@ -153,7 +161,7 @@ def merge_events(events_dir: Path, path: Path) -> int:
     table = table.sort_by([("user_id", "ascending"), ("timestamp", "ascending")]).cast(
         EVENTS_SCHEMA
     )
-    write_table(table, path)
+    write_table(table, path, EVENTS_PARQUET_OPTIONS | {"compression_level": 19})
     return table.num_rows
 
 
