@@ -8,7 +8,8 @@ import h3
 import pandas as pd
 import pytest
 
-from mobiterra.validate import hierarchical_pieces, validate
+from mobiterra.geo.attribution import hierarchical_pieces
+from mobiterra.validate import validate
 
 PARIS_8 = h3.latlng_to_cell(48.8600, 2.3400, 8)  # Louvre
 PARIS_6 = h3.cell_to_parent(PARIS_8, 6)
@@ -123,3 +124,20 @@ def test_departement_flows_from_diagnostics_are_preferred(folders):
     flow = validate(truth, month, "2020-04")["residence_shift"]["planted"][0]
     assert flow["rel_error_h3"] == pytest.approx(-0.1)
     assert flow["rel_error"] == flow["rel_error_diagnostics"] == pytest.approx(round(1 / 30, 4))
+
+
+def test_presence_from_stays_counts_users_at_mid_hour_local_time():
+    from mobiterra.validate import presence_from_stays
+
+    stays = pd.DataFrame(
+        {
+            "user_id": ["a", "b"],
+            # 08:00-11:00 and 08:40-09:10 Paris time (UTC+1 in February)
+            "start": pd.to_datetime(["2020-02-03 07:00", "2020-02-03 07:40"], utc=True),
+            "end": pd.to_datetime(["2020-02-03 10:00", "2020-02-03 08:10"], utc=True),
+            "h3_cell": [PARIS_8, PARIS_8],
+        }
+    )
+    out = presence_from_stays(stays)
+    assert out["hour_local"].dt.hour.tolist() == [8, 9, 10]
+    assert out["users"].tolist() == [1, 1, 1]
