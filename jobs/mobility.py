@@ -29,9 +29,9 @@ def mobility_counts(
     users); od_trips and od_home_work have (resolution, origin_cell, destination_cell,
     period_start, period, trips, users); od_home_work's period is ``month``.
     """
+    if not (month or cfg.month):
+        raise ValueError("mobility_counts needs a month (argument or cfg.month), got none")
     month = Month(month or cfg.month)
-    if not month:
-        raise ValueError("mobility_counts needs a month (argument or cfg.month)")
     start, end = month_bounds_utc(month, cfg.timezone, tail_hours=0)
     first, last = month.first_day, month.next_first_day - timedelta(days=1)
     if stays_df is None:
