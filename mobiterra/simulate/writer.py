@@ -21,8 +21,9 @@ EVENTS_SCHEMA = pa.schema(
     ]
 )
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 9, "use_dictionary": True}
-# Events sorted by user then time: timestamps delta-encode well (a third smaller than with
-# dictionary encoding), ids and cells are dictionary-encoded.
+# A file of several days sorted by user then time: timestamps delta-encode well (a third
+# smaller than dictionary encoding). Day files keep dictionary encoding: one day holds at
+# most 86,400 distinct seconds, which a dictionary packs into 17 bits (20 % smaller).
 EVENTS_PARQUET_OPTIONS = {
     "compression": "zstd",
     "compression_level": 9,
