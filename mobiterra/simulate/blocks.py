@@ -75,9 +75,7 @@ def simulate_block_day(
     part = f"part-{block:05d}.parquet"
     ids = np.asarray(w["user_id"][lo:hi])
     table = writer.events_table(ids, user, local_to_utc_us(day, t_local), w["cell_id"], ev_cell)
-    writer.write_table(
-        table, out / "events" / f"day={day_iso}" / part, writer.EVENTS_PARQUET_OPTIONS
-    )
+    writer.write_table(table, out / "events" / f"day={day_iso}" / part)
 
     commune = np.asarray(w["anchor_commune"][lo:hi])[stays.user, stays.anchor]
     dep_codes = np.asarray(w["departement_code"])
