@@ -1,27 +1,37 @@
 """The publication gate: the single door every published table goes through.
 
-Rules (DESIGN.md "Privacy"):
-- k applies to raw distinct-user counts, before any expansion to total population;
-- no published count or estimate lies in [1, k); estimates are rounded;
-- H3 cells leave as canonical 15-character strings; no identifier column can pass
-  (the output schema is declared, and only declared columns are selected).
+Rules (DESIGN.md "Privacy"; docs/privacy.md says what they guarantee):
+- primary: k applies to raw distinct-user counts, before any expansion to total
+  population; a row with any count (users, trips) or rounded estimate below k is
+  suppressed, so no published count or estimate lies in [1, k);
+- secondary: across resolutions, every published parent minus its published children
+  (and minus its maximal published descendants) is 0 or >= k, by suppressing the least
+  damaging extra rows until stable (jobs.suppression);
+- margins: the same between a published total of another table and the parts of this
+  one (residents of a cell vs. the residence-shift flows into it, baseline residents vs.
+  the flows out of it);
+- schema: H3 cells leave as canonical 15-character strings and only declared columns
+  are selected, so no identifier column can pass.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from jobs import suppression
+from jobs.suppression import ALL_RULES, PRIMARY, RULE_SCHEMA, SECONDARY, MarginTotals
 from mobiterra import columns as C
 from mobiterra import schemas
 from mobiterra.h3cols import h3_to_string
 
 SUPPRESSION = "_suppression"  # null = published, else "primary" / "secondary"
-PRIMARY = "primary"
-SECONDARY = "secondary"
+__all__ = ["ALL_RULES", "PRIMARY", "SECONDARY", "SUPPRESSION", "Margin", "TableSpec", "apply"]
 
 
 @dataclass(frozen=True)
@@ -64,22 +74,79 @@ OD_TRIPS = TableSpec(
 SPECS = {s.name: s for s in (RESIDENTS, RESIDENCE_SHIFT, PRESENT_POPULATION, OD_TRIPS)}
 
 
-def with_primary_suppression(counts_df: DataFrame, spec: TableSpec, k: int) -> DataFrame:
-    """Mark rows resting on fewer than k distinct users."""
-    return counts_df.withColumn(SUPPRESSION, F.when(F.col(spec.user_column) < k, F.lit(PRIMARY)))
+@dataclass(frozen=True)
+class Margin:
+    """A total published in another table that rows of this table add up to (at most).
+
+    ``marked_df``: the totals table as marked by :func:`apply` (``_suppression``), one
+    cell column; ``on``: the cell column of this table that lands in a total's cell;
+    ``where``: (column, value) pairs selecting the rows that are parts (e.g. a period).
+    Example: residents of a cell vs. the residence-shift flows into it
+    (``Margin(residents_marked_df, RESIDENTS, C.DESTINATION_CELL)``).
+    """
+
+    marked_df: DataFrame
+    spec: TableSpec
+    on: str
+    where: tuple[tuple[str, str], ...] = ()
+
+    def to_pandas(self) -> MarginTotals:
+        (cell,) = self.spec.cell_columns
+        totals = self.marked_df.select(
+            F.col(C.RESOLUTION).cast("long").alias(C.RESOLUTION),
+            F.col(cell).alias("cell"),
+            F.col(self.spec.user_column).cast("double").alias("value"),
+            F.col(SUPPRESSION).isNull().alias("published"),
+        ).toPandas()  # one row per cell and resolution: small (a residents table)
+        return MarginTotals(totals, self.on, dict(self.where))
 
 
-def with_safe_estimates(df: DataFrame, spec: TableSpec, k: int) -> DataFrame:
-    """Round estimates; an estimate below k (possible with a factor < 1) is withheld (null)."""
+def check_counts(counts_df: DataFrame, spec: TableSpec) -> None:
+    needed = [C.RESOLUTION, *spec.cell_columns, *spec.period_columns, spec.user_column]
+    missing = [c for c in needed if c not in counts_df.columns]
+    if missing:
+        raise ValueError(f"{spec.name}: counts lack {missing}; got columns {counts_df.columns}")
+
+
+def with_rounded_estimates(df: DataFrame, spec: TableSpec) -> DataFrame:
+    """Estimates rounded to whole people (null stays null: no population reference)."""
     for col in spec.estimate_columns:
-        if col not in df.columns:
-            df = df.withColumn(col, F.lit(None).cast("long"))
-        rounded = F.round(F.col(col)).cast("long")
-        df = df.withColumn(col, F.when(rounded >= k, rounded))
+        value = F.col(col) if col in df.columns else F.lit(None)
+        df = df.withColumn(col, F.round(value).cast("long"))
     return df
 
 
-def to_published(df: DataFrame, spec: TableSpec) -> DataFrame:
+def with_suppression(
+    counts_df: DataFrame,
+    spec: TableSpec,
+    k: int,
+    margins: Sequence[Margin] = (),
+    rules: frozenset[str] = ALL_RULES,
+) -> DataFrame:
+    """All rows with ``_suppression``: null, "primary" or "secondary".
+
+    Runs jobs.suppression.decide once per period (trees of different periods are
+    independent; margins only apply to tables without periods), via applyInPandas.
+    """
+    counts = [c for c in (*spec.other_counts, *spec.estimate_columns) if c in counts_df.columns]
+    totals = [m.to_pandas() for m in margins]
+    out_schema = T.StructType(
+        [*counts_df.schema.fields, T.StructField(SUPPRESSION, T.StringType())]
+    )
+    cells, users, group = list(spec.cell_columns), spec.user_column, list(spec.period_columns)
+
+    def decide(pdf: pd.DataFrame) -> pd.DataFrame:
+        status = suppression.decide(
+            pdf, k=k, cells=cells, users=users, counts=counts, group=group,
+            margins=totals, rules=rules,
+        )  # fmt: skip
+        return pdf.assign(**{SUPPRESSION: status.astype(object)})
+
+    grouped = counts_df.groupBy(*group) if group and not margins else counts_df.groupBy()
+    return grouped.applyInPandas(decide, out_schema)
+
+
+def to_published(df: DataFrame, spec: TableSpec, rules: frozenset[str] = ALL_RULES) -> DataFrame:
     """Select exactly the declared output columns, cells as strings, in a stable order."""
     exprs = []
     for f in spec.schema.fields:
@@ -87,25 +154,69 @@ def to_published(df: DataFrame, spec: TableSpec) -> DataFrame:
             exprs.append(h3_to_string(f.name).alias(f.name))
         else:
             exprs.append(F.col(f.name).cast(f.dataType).alias(f.name))
+    if RULE_SCHEMA not in rules:  # tests only: let every column through
+        declared = {f.name for f in spec.schema.fields}
+        exprs += [F.col(c) for c in df.columns if c not in declared and c != SUPPRESSION]
     return df.select(*exprs).orderBy(*spec.key_columns)
 
 
-def mark(counts_df: DataFrame, spec: TableSpec, k: int) -> DataFrame:
-    """All rows, with the ``_suppression`` decision (for the manifest's accounting)."""
-    return counts_df.transform(with_primary_suppression, spec, k)
+def apply(
+    counts_df: DataFrame,
+    spec: TableSpec,
+    k: int,
+    *,
+    margins: Sequence[Margin] = (),
+    rules: frozenset[str] = ALL_RULES,
+) -> tuple[DataFrame, DataFrame]:
+    """(published_df, marked_df) of one count table.
 
-
-def publish(counts_df: DataFrame, spec: TableSpec, k: int) -> DataFrame:
-    """The rows that may be published, in the table's declared schema.
-
-    ``counts_df`` has ``resolution``, the cell columns as int64, the period columns,
-    the user count and optional estimate / other count columns.
+    ``counts_df`` has ``resolution``, the cell columns as int64 H3 ids at every
+    resolution, the period columns, the user count, optional other counts and
+    ``*_est`` estimates (noise, if any, is already added: jobs.noise). ``published_df``
+    is in the table's declared schema; ``marked_df`` is every row with ``_suppression``
+    (for the manifest and as the ``marked_df`` of a :class:`Margin`). ``rules`` is for
+    tests that show an attack succeeds once a rule is off.
     """
     if k < 2:
         raise ValueError(f"k must be at least 2, got {k}")
-    return (
-        mark(counts_df, spec, k)
-        .filter(F.col(SUPPRESSION).isNull())
-        .transform(with_safe_estimates, spec, k)
-        .transform(to_published, spec)
+    check_counts(counts_df, spec)
+    marked_df = counts_df.transform(with_rounded_estimates, spec).transform(
+        with_suppression, spec, k, margins, rules
     )
+    published_df = marked_df.filter(F.col(SUPPRESSION).isNull()).transform(
+        to_published, spec, rules
+    )
+    return published_df, marked_df
+
+
+def mark(counts_df: DataFrame, spec: TableSpec, k: int, margins: Sequence[Margin] = ()):
+    """All rows, with the ``_suppression`` decision (for the manifest's accounting)."""
+    return apply(counts_df, spec, k, margins=margins)[1]
+
+
+def publish(counts_df: DataFrame, spec: TableSpec, k: int, margins: Sequence[Margin] = ()):
+    """The rows that may be published, in the table's declared schema."""
+    return apply(counts_df, spec, k, margins=margins)[0]
+
+
+def suppression_stats(marked_df: DataFrame, spec: TableSpec) -> dict:
+    """Information loss of one table: rows and users published vs. suppressed.
+
+    User counts are sums over rows (a user counts once per resolution and period).
+    """
+    rows = (
+        marked_df.groupBy(SUPPRESSION)
+        .agg(F.count(F.lit(1)).alias("rows"), F.sum(spec.user_column).alias("users"))
+        .collect()
+    )
+    by = {r[SUPPRESSION]: (int(r["rows"]), int(r["users"] or 0)) for r in rows}
+    none = (0, 0)
+    return {
+        "rows_published": by.get(None, none)[0],
+        "rows_suppressed_primary": by.get(PRIMARY, none)[0],
+        "rows_suppressed_secondary": by.get(SECONDARY, none)[0],
+        "user_count_published": by.get(None, none)[1],
+        "user_count_suppressed": by.get(PRIMARY, none)[1] + by.get(SECONDARY, none)[1],
+        "user_count_suppressed_primary": by.get(PRIMARY, none)[1],
+        "user_count_suppressed_secondary": by.get(SECONDARY, none)[1],
+    }

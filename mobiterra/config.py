@@ -127,6 +127,19 @@ class PrivacyParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # k-anonymity on distinct users; 20 is Orange Flux Vision's floor (FlowKit uses 15).
     k: int = Field(20, ge=2)
+    # Optional noise before thresholding (jobs.noise), off by default.
+    noise: Literal["none", "laplace", "gaussian"] = "none"
+    # Privacy budget per published metric: Google's COVID-19 Community Mobility Reports
+    # used eps = 0.44 per metric and day (Aktay et al. 2020, "Google COVID-19 Community
+    # Mobility Reports: Anonymization Process Description").
+    epsilon: float = Field(0.44, gt=0)
+    # Gaussian mechanism only: delta well below 1 / number of users (1e-6 for ~27 M).
+    delta: float = Field(1e-6, gt=0, lt=1)
+    # Contribution bound c: rows one user may add to a table per resolution (noise scale
+    # grows with c; presence by hour needs c ~ 24 a day, residents 1).
+    max_contributions: int = Field(1, ge=1)
+    # Seed of the noise; like the pseudonym key it must stay secret in production.
+    noise_seed: str = "mobiterra-noise"
 
 
 class CoverageParams(BaseModel):

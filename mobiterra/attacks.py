@@ -1,0 +1,152 @@
+"""The attacker: tries to re-derive suppressed values from published tables.
+
+Written independently of the gate (it only sees what a planner downloads) so the tests
+check the gate's promises, not its code. Every function returns the leaks it found as
+a DataFrame (empty = nothing found); :func:`attack_month` runs all of them on a month
+folder of Parquet tables (``residents/``, ``residence_shift/``, ``present_population/``,
+``od_trips/``), optionally with the baseline month's folder for cross-release attacks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from mobiterra import columns as C
+from mobiterra.h3tree import as_int_cells, nearest_ancestor
+from mobiterra.h3tree import parent_np as _parent
+
+# table -> (cell columns, count columns an attacker subtracts)
+TABLES = {
+    "residents": ((C.H3_CELL,), (C.RESIDENTS, C.RESIDENTS_EST)),
+    "residence_shift": ((C.ORIGIN_CELL, C.DESTINATION_CELL), (C.USERS,)),
+    "present_population": ((C.H3_CELL,), (C.USERS, C.USERS_EST)),
+    "od_trips": ((C.ORIGIN_CELL, C.DESTINATION_CELL), (C.USERS, C.TRIPS)),
+}
+_PERIOD = (C.PERIOD_START, C.PERIOD)
+
+
+def _shape(df: pd.DataFrame, table: str):
+    cells, counts = TABLES[table]
+    counts = [c for c in counts if c in df.columns]
+    group = [c for c in _PERIOD if c in df.columns]
+    return as_int_cells(df, cells), list(cells), counts, group
+
+
+def small_values(df: pd.DataFrame, table: str, k: int) -> pd.DataFrame:
+    """(a) Published counts or estimates in [1, k)."""
+    df, _, counts, _ = _shape(df, table)
+    values = df[counts].astype(float)
+    return df[((values >= 1) & (values < k)).any(axis=1)]
+
+
+def hierarchy_leaks(df: pd.DataFrame, table: str, k: int, deep: bool = True) -> pd.DataFrame:
+    """(b) Differencing across resolutions: for each published parent, parent minus its
+    published children (and, with ``deep``, minus its maximal published descendants at
+    any finer resolution) in [1, k)."""
+    df, cells, counts, group = _shape(df, table)
+    df = df.reset_index(drop=True)
+    levels = sorted(df[C.RESOLUTION].unique())
+    nearest, nearest_res = nearest_ancestor(df, cells, group)
+    leaks = []
+    for i, r in enumerate(levels[:-1]):
+        child_res = levels[i + 1]
+        is_child = (df[C.RESOLUTION] == child_res) & (nearest >= 0)
+        is_child &= nearest_res == r
+        sums = {"children": df[is_child].groupby(nearest[is_child])[counts].sum()}
+        if deep:
+            mpd = nearest_res == r
+            sums["descendants"] = df[mpd].groupby(nearest[mpd])[counts].sum()
+        for how, s in sums.items():
+            parents = df.loc[s.index]
+            diff = parents[counts].astype(float) - s.astype(float)
+            hit = ((diff >= 1) & (diff < k)).any(axis=1)
+            if hit.any():
+                leaks.append(parents[hit].assign(_attack=how, _difference=diff[hit].min(axis=1)))
+    return pd.concat(leaks) if leaks else df.iloc[:0]
+
+
+def margin_leaks(
+    totals: pd.DataFrame, total_col: str, parts: pd.DataFrame, on: str, k: int, where=None
+) -> pd.DataFrame:
+    """(c, d) Differencing across tables: a published total (residents of a cell) minus the
+    published parts into it (shift flows), also for a total's unpublished children:
+    parent - published children - parts of the unpublished ones."""
+    totals = as_int_cells(totals, (C.H3_CELL,))
+    parts = as_int_cells(parts, (C.ORIGIN_CELL, C.DESTINATION_CELL))
+    for col, value in (where or {}).items():
+        parts = parts[parts[col] == value]
+    into = parts.groupby([C.RESOLUTION, on])[C.USERS].sum().rename("_parts").reset_index()
+    into = into.rename(columns={on: C.H3_CELL})
+    t = totals.merge(into, on=[C.RESOLUTION, C.H3_CELL], how="left").fillna({"_parts": 0})
+    diff = t[total_col] - t["_parts"]
+    leaks = [t[(diff >= 1) & (diff < k) & (t["_parts"] > 0)].assign(_attack="total-parts")]
+    levels = sorted(totals[C.RESOLUTION].unique())
+    for r, fine in zip(levels[:-1], levels[1:], strict=False):
+        # children not in the published totals: the attacker only knows their parts
+        kids = into[into[C.RESOLUTION] == fine]
+        known = totals[totals[C.RESOLUTION] == fine][[C.H3_CELL, total_col]]
+        kids = kids.merge(known, on=C.H3_CELL, how="left")
+        hidden = kids[kids[total_col].isna()]
+        hidden = hidden.assign(_p=_parent(hidden[C.H3_CELL], r))
+        pub = known.assign(_p=_parent(known[C.H3_CELL], r))
+        sub = (
+            pub.groupby("_p")[total_col]
+            .sum()
+            .add(hidden.groupby("_p")["_parts"].sum(), fill_value=0)
+        )
+        par = totals[totals[C.RESOLUTION] == r].set_index(C.H3_CELL)[total_col]
+        d = par - sub.reindex(par.index).fillna(0)
+        d = d[d.index.isin(hidden["_p"].unique())]
+        bad = d[(d >= 1) & (d < k)]
+        leaks.append(
+            pd.DataFrame({C.RESOLUTION: r, C.H3_CELL: bad.index, "_difference": bad.values}).assign(
+                _attack="parent-children-parts"
+            )
+        )
+    return pd.concat(leaks, ignore_index=True)
+
+
+def id_leaks(folder: Path, ids) -> list[str]:
+    """(e) Files under ``folder`` containing any of ``ids`` (raw or keyed), byte search."""
+    needles = [i.encode() for i in ids]
+    found = []
+    for f in sorted(Path(folder).rglob("*")):
+        if f.is_file():
+            blob = f.read_bytes()
+            if any(n in blob for n in needles):
+                found.append(str(f))
+    return found
+
+
+def read_month(month_dir: Path) -> dict[str, pd.DataFrame]:
+    """The published tables of a month folder (those present)."""
+    out = {}
+    for name in TABLES:
+        path = Path(month_dir) / name
+        if path.exists():
+            out[name] = pd.read_parquet(path)
+    return out
+
+
+def attack_month(month_dir: Path, k: int, baseline_dir: Path | None = None) -> dict[str, int]:
+    """Run (a)-(d) on a month folder; {attack: leaks found} (all zero = the gate held)."""
+    tables = read_month(month_dir)
+    found = {}
+    for name, df in tables.items():
+        found[f"{name}:small_values"] = len(small_values(df, name, k))
+        found[f"{name}:hierarchy"] = len(hierarchy_leaks(df, name, k))
+    if "residents" in tables and "residence_shift" in tables:
+        found["residents-vs-shift"] = len(
+            margin_leaks(
+                tables["residents"], C.RESIDENTS, tables["residence_shift"], C.DESTINATION_CELL, k
+            )
+        )
+    if baseline_dir is not None and "residence_shift" in tables:
+        base = read_month(baseline_dir).get("residents")
+        if base is not None:
+            found["baseline-residents-vs-shift"] = len(
+                margin_leaks(base, C.RESIDENTS, tables["residence_shift"], C.ORIGIN_CELL, k)
+            )
+    return found
