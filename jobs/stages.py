@@ -186,29 +186,29 @@ def stage_residence(
 
 
 def _publish_table(
-    spark: SparkSession, counts_df, spec: gate.TableSpec, k: int, staging: Path, work: Path
+    spark: SparkSession,
+    counts_df,
+    spec: gate.TableSpec,
+    k: int,
+    staging: Path,
+    work: Path,
+    margins: tuple[gate.Margin, ...] = (),
 ) -> dict:
-    """Materialize the (small) counts, pass them through the gate, write, account."""
+    """Materialize the (small) counts, pass them through the gate, write, account.
+
+    The gate's marked rows are kept in ``work/marked-<table>`` (a margin of later tables).
+    """
     counts_path = work / f"counts-{spec.name}"
     counts_df.write.mode("overwrite").parquet(str(counts_path))
     counts_df = spark.read.parquet(str(counts_path))
-    marked = gate.mark(counts_df, spec, k)
-    stats_rows = (
-        marked.groupBy(gate.SUPPRESSION)
-        .agg(F.count(F.lit(1)).alias("rows"), F.sum(spec.user_column).alias("users"))
-        .collect()
-    )
-    gate.publish(counts_df, spec, k).coalesce(1).write.mode("overwrite").parquet(
-        str(staging / spec.name)
-    )
-    by = {r[gate.SUPPRESSION]: (int(r["rows"]), int(r["users"] or 0)) for r in stats_rows}
-    return {
-        "rows_published": by.get(None, (0, 0))[0],
-        "rows_suppressed_primary": by.get(gate.PRIMARY, (0, 0))[0],
-        "rows_suppressed_secondary": by.get(gate.SECONDARY, (0, 0))[0],
-        "user_count_published": by.get(None, (0, 0))[1],
-        "user_count_suppressed": sum(v[1] for key, v in by.items() if key is not None),
-    }
+    _, marked_df = gate.apply(counts_df, spec, k, margins=margins)
+    marked_path = work / f"marked-{spec.name}"
+    marked_df.write.mode("overwrite").parquet(str(marked_path))
+    marked_df = spark.read.parquet(str(marked_path))
+    marked_df.filter(F.col(gate.SUPPRESSION).isNull()).transform(gate.to_published, spec).coalesce(
+        1
+    ).write.mode("overwrite").parquet(str(staging / spec.name))
+    return gate.suppression_stats(marked_df, spec)
 
 
 def stage_publish(
@@ -234,7 +234,24 @@ def stage_publish(
         )
     }
     if baseline_homes_path is not None:
-        paired_df = shift.pair_homes(spark.read.parquet(baseline_homes_path), homes_df)
+        baseline_homes_df = spark.read.parquet(baseline_homes_path)
+        paired_df = shift.pair_homes(baseline_homes_df, homes_df)
+        # Margins (docs/privacy.md): residents of a cell vs. the flows into it, and the
+        # baseline month's residents (re-gated here: the gate is deterministic, so this is
+        # what the baseline release published) vs. the flows out of it.
+        _, baseline_marked_df = gate.apply(
+            residence.count_residents(baseline_homes_df, cfg.resolutions),
+            gate.RESIDENTS,
+            cfg.k,
+        )
+        margins = (
+            gate.Margin(
+                spark.read.parquet(str(work / "marked-residents")),
+                gate.RESIDENTS,
+                C.DESTINATION_CELL,
+            ),
+            gate.Margin(baseline_marked_df, gate.RESIDENTS, C.ORIGIN_CELL),
+        )
         stats["residence_shift"] = _publish_table(
             spark,
             shift.count_residence_shift(paired_df, cfg.resolutions),
@@ -242,5 +259,6 @@ def stage_publish(
             cfg.k,
             staging,
             work,
+            margins,
         )
     return stats
