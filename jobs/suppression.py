@@ -212,14 +212,18 @@ def decide(
 
     for _ in range(_MAX_ROUNDS):
         kk, p1, npa = _covers(t, pub)
-        # (root level, constraint_of_root, one_level, need, fallback) per kind of constraint
+        # (root level, constraint of each root, one-level?, need) per kind of constraint
         found = []
         if RULE_SECONDARY in rules:
             has_val = ~np.isnan(t.val)
-            r_star = np.where(has_val, t.val - kk, 0)
-            r_one = np.where(has_val, t.val - p1, 0)
+            # a residual with nothing subtracted is the published value itself: primary's
+            # business, so suppressing descendants always ends a violation (no upward
+            # propagation is ever needed: with every descendant hidden, residual = value)
+            r_star = np.where(has_val & (kk != 0), t.val - kk, 0)
+            r_one = np.where(has_val & (p1 != 0), t.val - p1, 0)
             bad1 = _in_band(r_one, k).any(axis=1) & pub
             bad = (bad1 | _in_band(r_star, k).any(axis=1)) & pub
+            bad &= t.level < len(t.by_level) - 1  # the finest rows have no children
             if bad.any():
                 lv = t.level[bad].max()  # deepest parents first: their fixes may cascade up
                 cons = np.flatnonzero(bad & (t.level == lv))
@@ -229,15 +233,15 @@ def decide(
                 root_c[t.level != lv + 1] = -1
                 resid = np.where(bad1[cons, None], r_one[cons], r_star[cons])
                 need = np.where(_in_band(resid, k), k - resid, 0)
-                found.append((lv + 1, root_c, bad1[cons], need, cons))
+                found.append((lv + 1, root_c, bad1[cons], need))
         for pos, tot, tot_pub in mparts:
             valz = np.nan_to_num(t.val[:, 0])
             sel = pos >= 0
             cover = np.where(pub, valz, kk[:, 0])
             km = np.bincount(pos[sel], weights=cover[sel], minlength=len(tot))
             m1 = np.bincount(pos[sel], weights=(valz * pub)[sel], minlength=len(tot))
-            bad1 = _in_band(tot - m1, k) & tot_pub
-            bad = (bad1 | _in_band(tot - km, k)) & tot_pub
+            bad1 = _in_band(tot - m1, k) & tot_pub & (m1 != 0)
+            bad = (bad1 | _in_band(tot - km, k) & (km != 0)) & tot_pub
             if bad.any():
                 cons = np.flatnonzero(bad)
                 cid = np.full(len(tot), -1, dtype=np.int64)
@@ -248,19 +252,15 @@ def decide(
                 resid = np.where(bad1[cons], (tot - m1)[cons], (tot - km)[cons])[:, None]
                 need = np.zeros((len(cons), t.val.shape[1]))
                 need[:, :1] = np.where(_in_band(resid, k), k - resid, 0)
-                found.append((lv, root_c, bad1[cons], need, None))
+                found.append((lv, root_c, bad1[cons], need))
         if not found:
             break
         # fix the deepest violations first; the rest are rechecked next round
         deepest = max(f[0] for f in found)
         chosen = []
-        for root_level, root_c, one, need, parents in found:
-            if root_level != deepest:
-                continue
-            pick = _choose(t, pub, kk, npa, root_level, root_c, one, need)
-            if len(pick) == 0 and parents is not None:
-                pick = parents  # nothing below left to hide: the parent itself goes
-            chosen.append(pick)
+        for root_level, root_c, one, need in found:
+            if root_level == deepest:
+                chosen.append(_choose(t, pub, kk, npa, root_level, root_c, one, need))
         pick = np.unique(np.concatenate(chosen)) if chosen else np.array([], dtype=np.int64)
         if len(pick) == 0:
             raise RuntimeError("secondary suppression cannot make progress (totals below k?)")

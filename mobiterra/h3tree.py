@@ -19,6 +19,7 @@ _KEEP = np.int64(~(0xF << 52))
 
 def parent_np(cells, res: int) -> np.ndarray:
     """Parent of int64 H3 cells at resolution ``res`` (bit arithmetic, as h3cols)."""
+    res = int(res)  # a numpy int32 resolution (Parquet) would overflow the shifts
     digits = np.int64((1 << 3 * (15 - res)) - 1)
     return (np.asarray(cells, dtype=np.int64) & _KEEP) | np.int64(res << 52) | digits
 

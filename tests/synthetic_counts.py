@@ -84,12 +84,15 @@ def count_presence(h: pd.DataFrame, seed: int, resolutions=RESOLUTIONS) -> pd.Da
 
 
 def count_od(h: pd.DataFrame, seed: int, resolutions=RESOLUTIONS) -> pd.DataFrame:
-    """Trips home -> somewhere on one day; a user makes 1-3 trips."""
+    """Trips home -> a hub on one day; a user makes 1-3 trips."""
     rng = np.random.default_rng(seed + 2)
     n = len(h)
     reps = rng.integers(1, 4, n)
     origin = np.repeat(h["home"].to_numpy(), reps)
-    dest = _cells_around(rng, int(reps.sum()), PARIS, 0.02)
+    # destinations: 40 hubs (stations, business districts) with Zipf-like popularity
+    hubs = _cells_around(rng, 40, PARIS, 0.03)
+    weights = 1 / np.arange(1, 41)
+    dest = rng.choice(hubs, int(reps.sum()), p=weights / weights.sum())
     user = np.repeat(h[C.USER_ID].to_numpy(), reps)
     trips = pd.DataFrame({C.USER_ID: user, "o": origin, "d": dest})
     x = _explode(trips, {"o": C.ORIGIN_CELL, "d": C.DESTINATION_CELL}, resolutions)

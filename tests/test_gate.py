@@ -245,3 +245,14 @@ def test_property_distinct_users_over_overlapping_cells(user_cells):
     pub = df[status.isna()]
     assert attacks.small_values(pub, "present_population", K).empty
     assert attacks.hierarchy_leaks(pub, "present_population", K, deep=True).empty
+
+
+@pytest.mark.parametrize("res", [np.int32(5), np.int64(7), 8])
+def test_numpy_parents_match_h3(res):
+    from jobs.suppression import h3_parent_np
+    from mobiterra.h3tree import parent_np
+
+    cells = np.array(LEAVES[:5], dtype=np.int64)
+    expected = [h3.str_to_int(h3.cell_to_parent(h3.int_to_str(int(c)), int(res))) for c in cells]
+    assert parent_np(cells, res).tolist() == expected
+    assert h3_parent_np(cells, np.full(5, res, dtype=np.int32)).tolist() == expected
