@@ -153,3 +153,9 @@ def summarize(progress: Progress, final: Path, manifest: dict) -> None:
         f"  users {manifest['users']:,} · with a usual residence {manifest['users_with_home']:,} · "
         f"k = {manifest['k']} · rows suppressed {suppressed:,}"
     )
+
+
+def read_manifest(month_dir: Path) -> dict:
+    import json
+
+    return json.loads((Path(month_dir) / "manifest.json").read_text())
