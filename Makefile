@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 STATE := .state
 export PREFECT_HOME := $(CURDIR)/$(STATE)/prefect
 export MPLBACKEND := Agg
+# Prefect must not phone home (no internet here; it logs an error per run otherwise)
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
 SAMPLE_EVENTS := data_samples/events.parquet
 SAMPLE_CELLS := data_samples/cells.csv
 OUT ?= out

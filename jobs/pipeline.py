@@ -1,6 +1,7 @@
-"""The monthly run without Prefect: ingest -> coverage -> residence -> publish -> commit.
+"""The monthly recipe: ingest -> coverage -> residence -> publish -> commit.
 
-``flows.monthly`` runs the same stages as Prefect tasks.
+``run_month`` sequences the stages once; ``mobiterra run`` calls them directly and
+``flows.monthly`` calls each as a Prefect task.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import subprocess
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Callable, Protocol
 
 from pyspark.sql import SparkSession
 
@@ -87,9 +89,27 @@ def build_manifest(
     }
 
 
-def run(spark: SparkSession, cfg: RunConfig, progress: Progress | None = None) -> Path:
-    """Run one month end to end; returns OUT/MONTH. The only impure function."""
-    progress = progress or Progress(quiet=cfg.quiet)
+class Call(Protocol):
+    """Runs one stage: ``call(name, fn, *args, spark=True)`` -> ``fn([spark,] *args)``.
+
+    The plain CLI calls the function directly; the Prefect flow wraps it in a task."""
+
+    def __call__(self, name: str, fn: Callable[..., Any], *args: Any, spark: bool = True) -> Any: ...
+
+
+def direct_call(session: SparkSession) -> Call:
+    def call(name: str, fn: Callable[..., Any], *args: Any, spark: bool = True) -> Any:
+        return fn(session, *args) if spark else fn(*args)
+
+    return call
+
+
+def run_month(cfg: RunConfig, call: Call, progress: Progress) -> tuple[Path, dict]:
+    """The monthly recipe, shared by ``mobiterra run`` and the Prefect flow.
+
+    Stages read and write paths and return small values; this function only sequences
+    them, writes the manifest and commits the month atomically. Returns (OUT/MONTH, manifest).
+    """
     check_inputs(cfg)
     output.clean_leftovers(cfg.out, cfg.month)
     work = Path(cfg.work_dir) / f"{cfg.month}-{uuid.uuid4().hex[:8]}"
@@ -97,23 +117,31 @@ def run(spark: SparkSession, cfg: RunConfig, progress: Progress | None = None) -
     staging = output.staging_dir(cfg.out, cfg.month)
     try:
         with progress.stage("ingest") as st:
-            ingested = stages.stage_ingest(spark, cfg, cfg.month, work, staging)
+            ingested = call("ingest", stages.stage_ingest, cfg, cfg.month, work, staging)
             st.rows = ingested.counts["rows_read"]
             st.note = f"{ingested.counts['rows_accepted']:,} accepted"
-        with progress.stage("coverage") as st:
-            coverage = stages.stage_coverage(cfg, STATE_DIR / "cache")
+        with progress.stage("coverage"):
+            coverage = call(
+                "coverage", stages.stage_coverage, cfg, STATE_DIR / "cache", spark=False
+            )
         with progress.stage("residence") as st:
-            homes_path, homes = stages.stage_residence(
-                spark, cfg, ingested.events, coverage, cfg.month, work
+            homes_path, homes = call(
+                "residence", stages.stage_residence, cfg, ingested.events, coverage, cfg.month, work
             )
             st.rows = homes
         baseline = None
         baseline_homes_path = None
         if cfg.baseline_month:
             with progress.stage("baseline") as st:
-                b = stages.stage_ingest(spark, cfg, cfg.baseline_month, work, None)
-                baseline_homes_path, b_homes = stages.stage_residence(
-                    spark, cfg, b.events, coverage, cfg.baseline_month, work
+                b = call("baseline-ingest", stages.stage_ingest, cfg, cfg.baseline_month, work, None)
+                baseline_homes_path, b_homes = call(
+                    "baseline-residence",
+                    stages.stage_residence,
+                    cfg,
+                    b.events,
+                    coverage,
+                    cfg.baseline_month,
+                    work,
                 )
                 st.rows = b_homes
                 baseline = {
@@ -123,8 +151,8 @@ def run(spark: SparkSession, cfg: RunConfig, progress: Progress | None = None) -
                     "users_with_home": b_homes,
                 }
         with progress.stage("publish") as st:
-            tables = stages.stage_publish(
-                spark, cfg, homes_path, baseline_homes_path, staging, work
+            tables = call(
+                "publish", stages.stage_publish, cfg, homes_path, baseline_homes_path, staging, work
             )
             st.rows = sum(t["rows_published"] for t in tables.values())
         manifest = build_manifest(cfg, ingested, homes, baseline, tables, progress.durations())
@@ -135,6 +163,13 @@ def run(spark: SparkSession, cfg: RunConfig, progress: Progress | None = None) -
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return final, manifest
+
+
+def run(spark: SparkSession, cfg: RunConfig, progress: Progress | None = None) -> Path:
+    """Run one month end to end without Prefect; returns OUT/MONTH."""
+    progress = progress or Progress(quiet=cfg.quiet)
+    final, manifest = run_month(cfg, direct_call(spark), progress)
     summarize(progress, final, manifest)
     return final
 
