@@ -84,9 +84,18 @@ def _overlapping_ids(cells: pd.DataFrame) -> set[str]:
     out: set[str] = set()
     for cell_id, g in dup.groupby(C.CELL_ID):
         spans = sorted(
-            (vf if isinstance(vf, date) else date.min, vt if isinstance(vt, date) else date.max)
+            (_bound(vf, date.min), _bound(vt, date.max))
             for vf, vt in zip(g[C.VALID_FROM], g[C.VALID_TO], strict=True)
         )
-        if any(nxt[0] <= prev[1] for prev, nxt in zip(spans, spans[1:], strict=False)):
-            out.add(cell_id)
+        latest_end = spans[0][1]
+        for start, end in spans[1:]:
+            if start <= latest_end:
+                out.add(cell_id)
+                break
+            latest_end = max(latest_end, end)
     return out
+
+
+def _bound(value, open_end: date) -> date:
+    """A validity bound as a date; null/NaT is open-ended (NaT is a ``date`` instance too)."""
+    return open_end if value is None or pd.isna(value) else value

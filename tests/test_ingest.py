@@ -1,0 +1,154 @@
+"""Ingest: every rejection reason, duplicates, the month filter and the manifest invariant."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jobs import cells as cells_rules
+from jobs import ingest
+from jobs.stages import CELLS_STATUS_SCHEMA
+from mobiterra import columns as C
+from mobiterra.config import month_bounds_utc
+
+TZ = "Europe/Paris"
+START, END = month_bounds_utc("2020-03", TZ, 6)
+RAW = "user_id string, timestamp string, cell_id string, source_file string"
+
+
+@pytest.fixture(scope="module")
+def cells_df(spark):
+    rows = [
+        ("good", None, None, cells_rules.OK),
+        # re-used id: a site until 10 March, another from 20 March; nothing in between
+        ("moved", None, date(2020, 3, 10), cells_rules.OK),
+        ("moved", date(2020, 3, 20), None, cells_rules.OK),
+        ("badcoord", None, None, cells_rules.INVALID_COORDINATES),
+        ("twice", None, None, cells_rules.AMBIGUOUS),
+    ]
+    return spark.createDataFrame(rows, CELLS_STATUS_SCHEMA)
+
+
+def _classify(spark, cells_df, rows):
+    raw_df = spark.createDataFrame([(*r, "f.csv") for r in rows], RAW)
+    return ingest.classify_events(raw_df, cells_df, START, END, TZ)
+
+
+CASES = [
+    (("u1", "2020-03-05T10:00:00Z", "good"), None),
+    ((None, "2020-03-05T10:00:00Z", "good"), ingest.NULL_USER_ID),
+    (("  ", "2020-03-05T10:00:00Z", "good"), ingest.NULL_USER_ID),
+    (("u1", None, "good"), ingest.NULL_TIMESTAMP),
+    (("u1", "", "good"), ingest.NULL_TIMESTAMP),
+    (("u1", "yesterday at noon", "good"), ingest.UNPARSEABLE_TIMESTAMP),
+    (("u1", "2020-03-05T10:00:00Z", None), ingest.NULL_CELL_ID),
+    (("u1", "2020-03-05T10:00:00Z", "nowhere"), ingest.UNKNOWN_CELL),
+    (("u1", "2020-03-15T10:00:00Z", "moved"), ingest.CELL_NOT_ACTIVE),
+    (("u1", "2020-03-05T10:00:00Z", "moved"), None),
+    (("u1", "2020-03-25T10:00:00Z", "moved"), None),
+    (("u1", "2020-03-05T10:00:00Z", "badcoord"), cells_rules.INVALID_COORDINATES),
+    (("u1", "2020-03-05T10:00:00Z", "twice"), cells_rules.AMBIGUOUS),
+]
+
+
+@pytest.mark.parametrize("row,reason", CASES, ids=[str(r) for _, r in CASES])
+def test_each_bad_row_gets_its_reason(spark, cells_df, row, reason):
+    got = _classify(spark, cells_df, [row]).collect()
+    assert [r[C.REASON] for r in got] == [reason]
+
+
+def test_first_broken_rule_is_the_reason(spark, cells_df):
+    got = _classify(spark, cells_df, [(None, "garbage", None)]).collect()
+    assert got[0][C.REASON] == ingest.NULL_USER_ID
+
+
+def test_quarantine_rows_carry_no_user_id(spark, cells_df):
+    df = ingest.filter_rejected(
+        _classify(spark, cells_df, [(None, "x", "good"), ("u9", "x", "good")])
+    )
+    assert C.USER_ID not in df.columns and C.USER_KEY not in df.columns
+    got = sorted(r[C.REASON] for r in df.collect())
+    assert got == sorted([ingest.NULL_USER_ID, ingest.UNPARSEABLE_TIMESTAMP])
+
+
+def test_month_filter_uses_local_month_and_keeps_the_last_night(spark, cells_df):
+    rows = [
+        ("u1", "2020-02-29T22:59:59Z", "good"),  # 23:59 local on 29 Feb: February
+        ("u1", "2020-02-29T23:00:00Z", "good"),  # 00:00 local on 1 March: March
+        ("u1", "2020-03-31T21:59:59Z", "good"),  # 23:59 local on 31 March (CEST)
+        ("u1", "2020-04-01T03:59:59Z", "good"),  # 05:59 local on 1 April: night of 31 March
+        ("u1", "2020-04-01T04:00:00Z", "good"),  # 06:00 local: April
+    ]
+    got = [r[ingest.IN_PERIOD] for r in _classify(spark, cells_df, rows).collect()]
+    assert got == [False, True, True, True, False]
+
+
+def test_exact_duplicates_are_dropped_and_counted(spark, cells_df):
+    rows = [("u1", "2020-03-05T10:00:00Z", "good")] * 3 + [("u1", "2020-03-05T10:00:01Z", "good")]
+    classified = _classify(spark, cells_df, rows)
+    accepted = ingest.accepted_events(classified, b"k").count()
+    counts = ingest.IngestCounts.from_buckets(ingest.count_buckets(classified).collect(), accepted)
+    assert (counts.rows_read, counts.rows_accepted, counts.rows_duplicate) == (4, 2, 2)
+    assert counts.reconciles()
+
+
+USERS = st.sampled_from([None, "", "u1", "u2", "u3"])
+TIMES = st.sampled_from(
+    [
+        None,
+        "",
+        "bad",
+        "2020-03-02T01:00:00Z",
+        "2020-03-15T12:00:00",
+        "2020-03-31T23:30:00Z",
+        "2020-02-10T08:00:00Z",
+        "2020-04-12T08:00:00Z",
+        "2020-03-15 12:00:00",
+    ]
+)
+CELLS = st.sampled_from([None, "good", "moved", "nowhere", "badcoord", "twice"])
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=st.lists(st.tuples(USERS, TIMES, CELLS), min_size=1, max_size=40))
+def test_property_every_row_lands_in_exactly_one_bucket(spark, cells_df, rows):
+    classified = _classify(spark, cells_df, rows).cache()
+    accepted_df = ingest.accepted_events(classified, b"k")
+    accepted = accepted_df.count()
+    counts = ingest.IngestCounts.from_buckets(ingest.count_buckets(classified).collect(), accepted)
+    assert counts.rows_read == len(rows)
+    assert counts.reconciles()
+    assert counts.rows_duplicate >= 0
+    # accepted rows are exactly the distinct good in-period rows, re-keyed
+    good = classified.filter(classified[C.REASON].isNull() & classified[ingest.IN_PERIOD])
+    assert accepted == good.select(C.USER_ID, C.TIMESTAMP, C.CELL_ID).distinct().count()
+    assert set(accepted_df.columns) == {C.USER_KEY, C.TIMESTAMP, C.CELL_ID}
+    classified.unpersist()
+
+
+def test_cells_validation_quarantines_bad_coordinates_and_overlaps():
+    raw = pd.DataFrame(
+        {
+            C.CELL_ID: ["a", "b", "c", "d", "d", None, "e", "e"],
+            C.LAT: ["48.85", "91", "x", "45.0", "45.1", "44", "43.0", "43.1"],
+            C.LON: ["2.35", "2.0", "2.0", "4.0", "4.1", "1", "1.0", "1.1"],
+            C.AZIMUTH_DEG: [None] * 8,
+            C.RANGE_M: [None] * 8,
+            C.VALID_FROM: [None, None, None, "2020-01-01", "2020-02-01", None, None, "2020-03-01"],
+            C.VALID_TO: [None, None, None, "2020-03-01", None, None, "2020-02-28", None],
+        }
+    )
+    cells, quarantine = cells_rules.validate_cells(raw)
+    status = dict(zip(cells[C.CELL_ID], cells[cells_rules.STATUS], strict=False))
+    assert status["a"] == cells_rules.OK
+    assert status["b"] == cells_rules.INVALID_COORDINATES
+    assert status["c"] == cells_rules.INVALID_COORDINATES
+    assert status["d"] == cells_rules.AMBIGUOUS  # overlapping validity periods
+    assert set(cells.loc[cells[C.CELL_ID] == "e", cells_rules.STATUS]) == {cells_rules.OK}
+    assert cells_rules.NULL_CELL_ID in set(quarantine[C.REASON])
