@@ -13,6 +13,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from jobs import cells as cells_rules
+from jobs.periods import utc_lit
 from jobs.pseudonym import user_key
 from mobiterra import columns as C
 
@@ -94,9 +95,13 @@ def with_rejection_reason(df: DataFrame) -> DataFrame:
 
 
 def with_period_flag(df: DataFrame, start_utc: datetime, end_utc: datetime) -> DataFrame:
-    """``in_period``: the timestamp lies in [start_utc, end_utc)."""
+    """``in_period``: the timestamp lies in [start_utc, end_utc).
+
+    The bounds are naive UTC datetimes (config.month_bounds_utc); ``utc_lit`` pins them
+    to UTC, since pyspark reads a naive datetime in the driver process's local time zone.
+    """
     ts = F.col(C.TIMESTAMP)
-    return df.withColumn(IN_PERIOD, (ts >= F.lit(start_utc)) & (ts < F.lit(end_utc)))
+    return df.withColumn(IN_PERIOD, (ts >= utc_lit(start_utc)) & (ts < utc_lit(end_utc)))
 
 
 def classify_events(
