@@ -1,0 +1,239 @@
+"""End to end: `mobiterra run` on the bundled sample and on planted bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h3
+import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.pipeline import INVARIANT
+from mobiterra import attacks, cli
+from mobiterra.validate import validate
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data_samples"
+K = 20
+CLI = [sys.executable, "-m", "mobiterra.cli"]
+
+
+def _run(*args: str) -> int:
+    return cli.main(["run", *args, "--quiet"])
+
+
+@pytest.fixture(scope="module")
+def sample_out(spark, tmp_path_factory):
+    """February alone, then April against February: both months of the sample."""
+    out = tmp_path_factory.mktemp("sample-out")
+    common = ["--events", str(SAMPLE / "events.parquet"), "--cells", str(SAMPLE / "cells.csv")]
+    common += ["--out", str(out), "--work-dir", str(out / ".work")]
+    assert _run(*common, "--month", "2020-02") == 0
+    assert _run(*common, "--month", "2020-04", "--baseline-month", "2020-02") == 0
+    return out
+
+
+def _manifest(month_dir: Path) -> dict:
+    return json.loads((month_dir / "manifest.json").read_text())
+
+
+def test_run_writes_the_month_and_nothing_else(sample_out):
+    assert sorted(p.name for p in sample_out.iterdir() if not p.name.startswith(".")) == [
+        "2020-02",
+        "2020-04",
+    ]
+    april = sample_out / "2020-04"
+    for name in ("residents", "residence_shift", "quarantine", "manifest.json"):
+        assert (april / name).exists(), name
+    assert not (sample_out / "2020-02" / "residence_shift").exists()
+
+
+def test_manifest_reconciles_and_describes_the_run(sample_out):
+    m = _manifest(sample_out / "2020-04")
+    assert m["invariant"] == INVARIANT and m["invariant_holds"]
+    assert m["rows_read"] == pq.read_metadata(SAMPLE / "events.parquet").num_rows
+    assert m["rows_read"] == (
+        m["rows_accepted"]
+        + m["rows_out_of_period"]
+        + m["rows_duplicate"]
+        + sum(m["rows_rejected"].values())
+    )
+    assert m["rows_accepted"] > 1_000_000 and m["rows_out_of_period"] > 1_000_000
+    assert m["k"] == K and m["resolutions"] == [4, 5, 6, 7, 8]
+    assert m["baseline"]["month"] == "2020-02"
+    assert 7_000 < m["users_with_home"] <= m["users"] <= 8_012
+    for table in ("residents", "residence_shift"):
+        assert m["tables"][table]["rows_published"] > 0
+    # every user with a home is counted once per resolution, published or suppressed
+    r = m["tables"]["residents"]
+    assert r["user_count_published"] + r["user_count_suppressed"] == 5 * m["users_with_home"]
+    assert set(m["durations_s"]) >= {"ingest", "coverage", "residence", "publish"}
+    assert len(m["config_hash"]) == 16 and m["code_version"]
+
+
+def test_published_tables_follow_the_contract(sample_out):
+    residents = pd.read_parquet(sample_out / "2020-04" / "residents")
+    assert list(residents.columns) == ["resolution", "h3_cell", "residents", "residents_est"]
+    assert residents["h3_cell"].str.len().eq(15).all()
+    assert all(h3.is_valid_cell(c) for c in residents["h3_cell"])
+    assert (residents["h3_cell"].map(h3.get_resolution) == residents["resolution"]).all()
+    assert set(residents["resolution"]) == {4, 5, 6, 7, 8}
+    assert (residents["residents"] >= K).all()
+    shift = pd.read_parquet(sample_out / "2020-04" / "residence_shift")
+    assert {"resolution", "origin_cell", "destination_cell", "users"} <= set(shift.columns)
+    assert (shift["users"] >= K).all()
+    # Resolutions are a hierarchy: coarse totals are sums of fine ones before suppression,
+    # so a published parent is never below the sum of its published children.
+    fine = residents[residents["resolution"] == 8].copy()
+    fine["parent"] = fine["h3_cell"].map(lambda c: h3.cell_to_parent(c, 7))
+    sums = fine.groupby("parent")["residents"].sum()
+    parents = residents[residents["resolution"] == 7].set_index("h3_cell")["residents"]
+    common = sums.index.intersection(parents.index)
+    assert len(common) > 0 and (parents[common] >= sums[common]).all()
+
+
+def test_the_gate_holds_against_the_attacks_on_both_months(sample_out):
+    found = attacks.attack_month(sample_out / "2020-04", K, baseline_dir=sample_out / "2020-02")
+    assert found and all(v == 0 for v in found.values()), found
+    found = attacks.attack_month(sample_out / "2020-02", K)
+    assert all(v == 0 for v in found.values()), found
+
+
+def test_no_user_id_in_any_output(sample_out):
+    ids = pq.read_table(SAMPLE / "events.parquet", columns=["user_id"]).column(0)
+    some = pc.unique(ids).to_pylist()[:200]
+    assert attacks.id_leaks(sample_out, some) == []
+
+
+def test_residents_are_scored_against_the_truth(sample_out):
+    result = validate(SAMPLE / "truth", sample_out / "2020-04", "2020-04", "2020-02")
+    assert (sample_out / "2020-04" / "validation.json").exists()
+    assert result["checks"]["residents_within_5pct"], result["residents_by_departement"]
+    errors = {r["departement_code"]: r["rel_error"] for r in result["residents_by_departement"]}
+    assert max(abs(e) for e in errors.values()) <= 0.05, errors
+
+
+def test_rerun_replaces_the_month_with_identical_tables(sample_out, tmp_path):
+    out = tmp_path / "again"
+    args = ["--events", str(SAMPLE / "events.parquet"), "--cells", str(SAMPLE / "cells.csv")]
+    args += ["--out", str(out), "--work-dir", str(tmp_path / "w"), "--month", "2020-02"]
+    assert _run(*args) == 0
+    (out / "2020-02" / "stale-file").write_text("from an older run")
+    assert _run(*args) == 0
+    assert not (out / "2020-02" / "stale-file").exists()
+    key = ["resolution", "h3_cell"]
+    a = pd.read_parquet(out / "2020-02" / "residents").sort_values(key, ignore_index=True)
+    b = pd.read_parquet(sample_out / "2020-02" / "residents").sort_values(key, ignore_index=True)
+    pd.testing.assert_frame_equal(a, b)
+    assert [p.name for p in out.iterdir()] == ["2020-02"]
+
+
+# --- bad input ---------------------------------------------------------------------------
+
+PLANTED = {
+    "null_user_id": ("", "2020-02-10T20:00:00Z", "{cell}"),
+    "null_timestamp": ("{user}", "", "{cell}"),
+    "unparseable_timestamp": ("{user}", "10/02/2020 8pm", "{cell}"),
+    "null_cell_id": ("{user}", "2020-02-10T20:00:00Z", ""),
+    "unknown_cell": ("{user}", "2020-02-10T20:00:00Z", "NO-SUCH-CELL"),
+    "invalid_cell_coordinates": ("{user}", "2020-02-10T20:00:00Z", "BAD-COORD"),
+}
+
+
+@pytest.fixture(scope="module")
+def planted_csv(tmp_path_factory):
+    """60 users' February events from the sample as CSV, plus 7 bad rows of each kind."""
+    folder = tmp_path_factory.mktemp("planted")
+    table = pq.read_table(SAMPLE / "events.parquet")
+    users = pc.unique(table.column("user_id")).to_pylist()[:60]
+    events = table.filter(pc.is_in(table.column("user_id"), pd.array(users).to_numpy())).to_pandas()
+    events = events[events["timestamp"].dt.month == 2]
+    events["timestamp"] = events["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    cell = events["cell_id"].iloc[0]
+    bad = [
+        {"user_id": u.format(user="p1"), "timestamp": t, "cell_id": c.format(cell=cell)}
+        for spec in PLANTED.values()
+        for u, t, c in [spec] * 7
+    ]
+    dupes = events.head(5)
+    rows = pd.concat([events, pd.DataFrame(bad), dupes], ignore_index=True)
+    rows.to_csv(folder / "events.csv", index=False)
+    cells = pd.read_csv(SAMPLE / "cells.csv", dtype=str)
+    extra = pd.DataFrame([{"cell_id": "BAD-COORD", "lat": "123.0", "lon": "2.0"}])
+    pd.concat([cells, extra], ignore_index=True).to_csv(folder / "cells.csv", index=False)
+    return folder, len(rows), len(events)
+
+
+def test_planted_bad_rows_reconcile_in_manifest_and_quarantine(spark, planted_csv, tmp_path):
+    folder, n_rows, n_good = planted_csv
+    out = tmp_path / "out"
+    args = ["--events", str(folder / "events.csv"), "--cells", str(folder / "cells.csv")]
+    assert _run(*args, "--month", "2020-02", "--out", str(out), "--work-dir", str(tmp_path)) == 0
+    m = _manifest(out / "2020-02")
+    assert m["rows_read"] == n_rows and m["invariant_holds"]
+    assert m["rows_rejected"] == {reason: 7 for reason in PLANTED}
+    assert m["rows_duplicate"] == 5 and m["rows_accepted"] == n_good
+    q = pd.read_parquet(out / "2020-02" / "quarantine" / "events")
+    assert q["reason"].value_counts().to_dict() == {reason: 7 for reason in PLANTED}
+    assert "user_id" not in q.columns
+    qc = pd.read_parquet(out / "2020-02" / "quarantine" / "cells")
+    assert qc.to_dict("records") == [{"reason": "invalid_cell_coordinates", "cell_id": "BAD-COORD"}]
+
+
+def test_a_month_without_events_stops_with_one_line(spark, planted_csv, tmp_path, capsys):
+    folder, _, _ = planted_csv
+    args = ["--events", str(folder / "events.csv"), "--cells", str(folder / "cells.csv")]
+    rc = _run(*args, "--month", "2021-06", "--out", str(tmp_path / "o"), "--work-dir", str(tmp_path))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert "events.csv" in err[0] and "no usable rows in month 2021-06" in err[0]
+    assert not (tmp_path / "o" / "2021-06").exists()
+
+
+def _cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MOBITERRA_PSEUDONYM_KEY": "k"}
+    return subprocess.run(
+        [*CLI, "run", *args, "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        ("user_id,timestamp\nu1,2020-02-01T00:00:00Z\n", "lacks column(s) cell_id"),
+        ("", "unreadable csv events file"),
+    ],
+    ids=["missing-column", "empty-file"],
+)
+def test_unusable_events_exit_nonzero_with_one_line(tmp_path, content, expected):
+    (tmp_path / "ev.csv").write_text(content)
+    p = _cli("--events", "ev.csv", "--cells", str(SAMPLE / "cells.csv"), "--month", "2020-02",
+             tmp_path=tmp_path)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1, p.stderr
+    assert "ev.csv" in lines[0] and expected in lines[0]
+    assert "Traceback" not in p.stderr
+
+
+def test_unreadable_parquet_and_missing_files_name_the_file(tmp_path):
+    (tmp_path / "ev.parquet").write_bytes(b"not parquet at all")
+    p = _cli("--events", "ev.parquet", "--cells", str(SAMPLE / "cells.csv"), "--month", "2020-02",
+             tmp_path=tmp_path)
+    assert p.returncode == 2 and "ev.parquet: unreadable parquet" in p.stderr, p.stderr
+    p = _cli("--events", "nowhere.parquet", "--cells", str(SAMPLE / "cells.csv"),
+             "--month", "2020-02", tmp_path=tmp_path)
+    assert p.returncode == 2 and p.stderr.strip().endswith("nowhere.parquet: no such file or directory")
+    p = _cli("--events", str(SAMPLE / "events.parquet"), "--cells", str(SAMPLE / "cells.csv"),
+             "--month", "2020-13", tmp_path=tmp_path)
+    assert p.returncode == 2 and "2020-13" in p.stderr and len(p.stderr.strip().splitlines()) == 1
