@@ -147,6 +147,41 @@ class CoverageParams(BaseModel):
     strategy: Literal["point", "voronoi"] = "point"
 
 
+class DegurbaParams(BaseModel):
+    """Degree of urbanisation on the H3 grid (mobiterra.degurba): Eurostat's DEGURBA
+    (Methodological manual on territorial typologies, 2018 ed., ch. 2) on res-8 cells."""
+
+    model_config = ConfigDict(extra="forbid")
+    # Res 8 (~0.74 km2) is the H3 resolution closest to DEGURBA's 1 km2 grid cells.
+    resolution: int = Field(8, ge=6, le=9)
+    # Urban centre: cells >= 1,500 inh/km2, contiguous, cluster >= 50,000 (Eurostat).
+    centre_density: float = Field(1500.0, gt=0)
+    centre_population: float = Field(50_000.0, gt=0)
+    # Gap filling of urban centres: a cell with at least this many of its 6 neighbours in one
+    # centre joins it, repeatedly (Eurostat: 5 of the 8 neighbours of a square cell).
+    centre_fill_neighbours: int = Field(4, ge=1, le=6)
+    # Urban cluster: cells >= 300 inh/km2, contiguous, cluster >= 5,000 (Eurostat).
+    cluster_density: float = Field(300.0, gt=0)
+    cluster_population: float = Field(5_000.0, gt=0)
+    # A commune is "city" if at least this share of its people live in urban-centre cells,
+    # else "town" if at least this share live in centre or cluster cells, else "rural"
+    # (Eurostat's classification of local units; INSEE's grille communale de densite).
+    commune_majority: float = Field(0.5, gt=0, le=1)
+    # Commune size classes: upper bounds (INSEE population, inhabitants) of each class but
+    # the last: < 2,000 (INSEE's rural threshold), 2,000-10,000, 10,000-50,000,
+    # 50,000-200,000, >= 200,000.
+    size_bounds: list[int] = Field(default_factory=lambda: [2_000, 10_000, 50_000, 200_000])
+    # "Small towns and rural" (the toward-small-towns indicator): rural communes, and
+    # "town" communes below this population (INSEE's petites villes stop near 10,000).
+    small_town_max_population: int = Field(10_000, ge=0)
+
+
+class DiagnosticsParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # Communes listed in the top gains and the top losses of residents.
+    top_communes: int = Field(10, ge=0)
+
+
 class EngineParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     master: str | None = None  # e.g. spark://127.0.0.1:7077; None = local[*]
@@ -177,6 +212,8 @@ class RunConfig(BaseModel):
     od: OdParams = Field(default_factory=OdParams)
     privacy: PrivacyParams = Field(default_factory=PrivacyParams)
     coverage: CoverageParams = Field(default_factory=CoverageParams)
+    degurba: DegurbaParams = Field(default_factory=DegurbaParams)
+    diagnostics: DiagnosticsParams = Field(default_factory=DiagnosticsParams)
     engine: EngineParams = Field(default_factory=EngineParams)
     quiet: bool = False
 
