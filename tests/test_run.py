@@ -189,7 +189,9 @@ def test_planted_bad_rows_reconcile_in_manifest_and_quarantine(spark, planted_cs
 def test_a_month_without_events_stops_with_one_line(spark, planted_csv, tmp_path, capsys):
     folder, _, _ = planted_csv
     args = ["--events", str(folder / "events.csv"), "--cells", str(folder / "cells.csv")]
-    rc = _run(*args, "--month", "2021-06", "--out", str(tmp_path / "o"), "--work-dir", str(tmp_path))
+    rc = _run(
+        *args, "--month", "2021-06", "--out", str(tmp_path / "o"), "--work-dir", str(tmp_path)
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1, err
     assert "events.csv" in err[0] and "no usable rows in month 2021-06" in err[0]
@@ -218,8 +220,15 @@ def _cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
 )
 def test_unusable_events_exit_nonzero_with_one_line(tmp_path, content, expected):
     (tmp_path / "ev.csv").write_text(content)
-    p = _cli("--events", "ev.csv", "--cells", str(SAMPLE / "cells.csv"), "--month", "2020-02",
-             tmp_path=tmp_path)
+    p = _cli(
+        "--events",
+        "ev.csv",
+        "--cells",
+        str(SAMPLE / "cells.csv"),
+        "--month",
+        "2020-02",
+        tmp_path=tmp_path,
+    )
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1, p.stderr
     assert "ev.csv" in lines[0] and expected in lines[0]
@@ -228,12 +237,117 @@ def test_unusable_events_exit_nonzero_with_one_line(tmp_path, content, expected)
 
 def test_unreadable_parquet_and_missing_files_name_the_file(tmp_path):
     (tmp_path / "ev.parquet").write_bytes(b"not parquet at all")
-    p = _cli("--events", "ev.parquet", "--cells", str(SAMPLE / "cells.csv"), "--month", "2020-02",
-             tmp_path=tmp_path)
+    p = _cli(
+        "--events",
+        "ev.parquet",
+        "--cells",
+        str(SAMPLE / "cells.csv"),
+        "--month",
+        "2020-02",
+        tmp_path=tmp_path,
+    )
     assert p.returncode == 2 and "ev.parquet: unreadable parquet" in p.stderr, p.stderr
-    p = _cli("--events", "nowhere.parquet", "--cells", str(SAMPLE / "cells.csv"),
-             "--month", "2020-02", tmp_path=tmp_path)
-    assert p.returncode == 2 and p.stderr.strip().endswith("nowhere.parquet: no such file or directory")
-    p = _cli("--events", str(SAMPLE / "events.parquet"), "--cells", str(SAMPLE / "cells.csv"),
-             "--month", "2020-13", tmp_path=tmp_path)
+    p = _cli(
+        "--events",
+        "nowhere.parquet",
+        "--cells",
+        str(SAMPLE / "cells.csv"),
+        "--month",
+        "2020-02",
+        tmp_path=tmp_path,
+    )
+    assert p.returncode == 2 and p.stderr.strip().endswith(
+        "nowhere.parquet: no such file or directory"
+    )
+    p = _cli(
+        "--events",
+        str(SAMPLE / "events.parquet"),
+        "--cells",
+        str(SAMPLE / "cells.csv"),
+        "--month",
+        "2020-13",
+        tmp_path=tmp_path,
+    )
     assert p.returncode == 2 and "2020-13" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+# --- a hand-checkable month ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hand_input(tmp_path_factory):
+    """25 users sleeping at cell A, 22 at B (5 of them moved there from A in February's
+    run below), 6 at C; 3 users with only 2 nights. Every count is known by hand."""
+    folder = tmp_path_factory.mktemp("hand")
+    sites = {"A": (48.8566, 2.3522), "B": (47.3220, 5.0415), "C": (44.4475, 1.4410)}
+    pd.DataFrame(
+        [{"cell_id": c, "lat": lat, "lon": lon} for c, (lat, lon) in sites.items()]
+    ).to_csv(folder / "cells.csv", index=False)
+
+    def nights(user, cell, month, n):
+        # 23:30 UTC = 00:30/01:30 Paris: one event per night, nights 1..n
+        return [(user, f"2020-{month:02d}-{d:02d}T23:30:00Z", cell) for d in range(1, n + 1)]
+
+    rows = []
+    for i in range(25):
+        rows += nights(f"a{i}", "A", 2, 10) + nights(f"a{i}", "A" if i >= 5 else "B", 4, 10)
+    for i in range(17):
+        rows += nights(f"b{i}", "B", 2, 10) + nights(f"b{i}", "B", 4, 10)
+    for i in range(6):
+        rows += nights(f"c{i}", "C", 2, 10) + nights(f"c{i}", "C", 4, 10)
+    for i in range(3):
+        rows += nights(f"d{i}", "C", 4, 2)
+    pd.DataFrame(rows, columns=["user_id", "timestamp", "cell_id"]).to_csv(
+        folder / "events.csv", index=False
+    )
+    return folder, {c: h3.latlng_to_cell(lat, lon, 8) for c, (lat, lon) in sites.items()}
+
+
+def test_hand_checkable_counts_are_exact(spark, hand_input, tmp_path):
+    folder, hexes = hand_input
+    out = tmp_path / "o"
+    args = ["--events", str(folder / "events.csv"), "--cells", str(folder / "cells.csv")]
+    args += ["--out", str(out), "--work-dir", str(tmp_path), "--coverage", "point", "--k", "20"]
+    assert _run(*args, "--month", "2020-02") == 0
+    assert _run(*args, "--month", "2020-04", "--baseline-month", "2020-02") == 0
+    res = pd.read_parquet(out / "2020-04" / "residents")
+    at8 = res[res.resolution == 8].set_index("h3_cell")["residents"].to_dict()
+    # A: 20 stayed; B: 17 + 5 movers = 22; C: 6 (< k, suppressed); the 2-night users: none
+    assert at8 == {hexes["A"]: 20, hexes["B"]: 22}
+    # A and B are far apart: every coarser parent holds exactly one of them
+    for r in (4, 5, 6, 7):
+        got = res[res.resolution == r].set_index("h3_cell")["residents"].to_dict()
+        assert got == {h3.cell_to_parent(hexes["A"], r): 20, h3.cell_to_parent(hexes["B"], r): 22}
+    m = _manifest(out / "2020-04")
+    assert m["users"] == 51 and m["users_with_home"] == 48
+    feb = pd.read_parquet(out / "2020-02" / "residents")
+    assert feb[feb.resolution == 8].set_index("h3_cell")["residents"].to_dict() == {
+        hexes["A"]: 25
+    }  # B has 17 in February: below k
+    shift = pd.read_parquet(out / "2020-04" / "residence_shift")
+    # the 5 movers A -> B are below k; stayers A -> A (20) would reveal 25 - 20 = 5 users
+    # left A, which is below k: the gate must not publish the pair that leaks it.
+    stay_a = shift[(shift.origin_cell == hexes["A"]) & (shift.destination_cell == hexes["A"])]
+    assert stay_a.empty or int(stay_a["users"].iloc[0]) == 20
+    assert not ((shift.origin_cell == hexes["A"]) & (shift.destination_cell == hexes["B"])).any()
+    assert all(v == 0 for v in attacks.attack_month(out / "2020-04", K, out / "2020-02").values())
+
+
+def test_a_crash_leaves_the_previous_month_intact(spark, hand_input, tmp_path, monkeypatch):
+    from jobs import stages
+
+    folder, _ = hand_input
+    out = tmp_path / "o"
+    args = ["--events", str(folder / "events.csv"), "--cells", str(folder / "cells.csv")]
+    args += ["--out", str(out), "--work-dir", str(tmp_path), "--month", "2020-02"]
+    assert _run(*args) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def boom(*a, **kw):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(stages, "stage_publish", boom)
+    assert _run(*args) == 1
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in out.iterdir()] == ["2020-02"]  # no staging folder left behind
