@@ -37,7 +37,8 @@ setup: check-java $(BIN)/mobiterra ## Create .venv and install mobiterra with it
 
 run: setup ## Run the monthly flow on the bundled sample (2020-04 vs 2020-02) into ./out
 	$(BIN)/python -m flows.monthly --events $(SAMPLE_EVENTS) --cells $(SAMPLE_CELLS) \
-	  --month 2020-04 --baseline-month 2020-02 --out $(OUT)
+	  --month 2020-04 --baseline-month 2020-02 --out $(OUT) \
+	  --truth data_samples/truth
 
 test: setup ## Run the test suite
 	$(BIN)/python -m pytest

@@ -9,9 +9,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from pyspark.sql import SparkSession
 
@@ -46,7 +47,7 @@ def check_inputs(cfg: RunConfig) -> None:
     for name in ("events", "cells", "month"):
         if getattr(cfg, name) is None:
             raise InputError(f"--{name} is required")
-    for path in (cfg.events, cfg.cells):
+    for path in (cfg.events, cfg.cells, *([cfg.truth] if cfg.truth else [])):
         if not Path(path).exists():
             raise InputError(f"{path}: no such file or directory")
     check_events(cfg.events)
@@ -94,7 +95,9 @@ class Call(Protocol):
 
     The plain CLI calls the function directly; the Prefect flow wraps it in a task."""
 
-    def __call__(self, name: str, fn: Callable[..., Any], *args: Any, spark: bool = True) -> Any: ...
+    def __call__(
+        self, name: str, fn: Callable[..., Any], *args: Any, spark: bool = True
+    ) -> Any: ...
 
 
 def direct_call(session: SparkSession) -> Call:
@@ -133,7 +136,9 @@ def run_month(cfg: RunConfig, call: Call, progress: Progress) -> tuple[Path, dic
         baseline_homes_path = None
         if cfg.baseline_month:
             with progress.stage("baseline") as st:
-                b = call("baseline-ingest", stages.stage_ingest, cfg, cfg.baseline_month, work, None)
+                b = call(
+                    "baseline-ingest", stages.stage_ingest, cfg, cfg.baseline_month, work, None
+                )
                 baseline_homes_path, b_homes = call(
                     "baseline-residence",
                     stages.stage_residence,
@@ -155,6 +160,9 @@ def run_month(cfg: RunConfig, call: Call, progress: Progress) -> tuple[Path, dic
                 "publish", stages.stage_publish, cfg, homes_path, baseline_homes_path, staging, work
             )
             st.rows = sum(t["rows_published"] for t in tables.values())
+        if cfg.truth is not None:
+            with progress.stage("validate"):
+                call("validate", validate_stage, cfg, staging, spark=False)
         manifest = build_manifest(cfg, ingested, homes, baseline, tables, progress.durations())
         output.write_json(staging / "manifest.json", manifest)
         final = output.commit_month(staging, cfg.out, cfg.month)
@@ -164,6 +172,14 @@ def run_month(cfg: RunConfig, call: Call, progress: Progress) -> tuple[Path, dic
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return final, manifest
+
+
+def validate_stage(cfg: RunConfig, staging: Path) -> str:
+    """Score the staged month against the simulator's truth (writes validation.json)."""
+    from mobiterra.validate import validate
+
+    validate(cfg.truth, staging, cfg.month, cfg.baseline_month)
+    return str(Path(staging) / "validation.json")
 
 
 def run(spark: SparkSession, cfg: RunConfig, progress: Progress | None = None) -> Path:

@@ -33,6 +33,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--master", help="Spark master URL (default local[*])")
     p.add_argument("--remote", help="Spark Connect URL, e.g. sc://127.0.0.1:15002")
     p.add_argument("--work-dir", type=Path, help="scratch folder for intermediate tables")
+    p.add_argument("--truth", type=Path, help="simulator truth folder: score the run against it")
     p.add_argument("--quiet", action="store_true", default=None, help="no progress output (cron)")
 
 
@@ -53,6 +54,7 @@ def config_from_args(args: argparse.Namespace):
             "engine.master": args.master,
             "engine.remote": args.remote,
             "work_dir": args.work_dir and str(args.work_dir),
+            "truth": args.truth and str(args.truth),
             "quiet": args.quiet,
         },
     )
@@ -81,7 +83,12 @@ def _optional_subcommands(sub) -> None:
     """Subcommands that live in their own modules (registered if present)."""
     import importlib
 
-    for module in ("mobiterra.simulate.cli", "mobiterra.validate", "mobiterra.report.cli"):
+    for module in (
+        "mobiterra.simulate.cli",
+        "mobiterra.validate",
+        "mobiterra.report.cli",
+        "mobiterra.backfill",
+    ):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:

@@ -199,6 +199,9 @@ class RunConfig(BaseModel):
     events: Path | None = None
     cells: Path | None = None
     population: Path | None = None
+    # Simulator ground truth (mobiterra simulate): when set, the run scores itself
+    # (validation.json in the month, mobiterra.validate).
+    truth: Path | None = None
     month: str | None = None
     baseline_month: str | None = None
     out: Path = Path("out")

@@ -35,6 +35,7 @@ def sample_out(spark, tmp_path_factory):
     common = ["--events", str(SAMPLE / "events.parquet"), "--cells", str(SAMPLE / "cells.csv")]
     common += ["--out", str(out), "--work-dir", str(out / ".work")]
     assert _run(*common, "--month", "2020-02") == 0
+    common += ["--truth", str(SAMPLE / "truth")]
     assert _run(*common, "--month", "2020-04", "--baseline-month", "2020-02") == 0
     return out
 
@@ -49,7 +50,7 @@ def test_run_writes_the_month_and_nothing_else(sample_out):
         "2020-04",
     ]
     april = sample_out / "2020-04"
-    for name in ("residents", "residence_shift", "quarantine", "manifest.json"):
+    for name in ("residents", "residence_shift", "quarantine", "manifest.json", "validation.json"):
         assert (april / name).exists(), name
     assert not (sample_out / "2020-02" / "residence_shift").exists()
 
@@ -112,8 +113,10 @@ def test_no_user_id_in_any_output(sample_out):
 
 
 def test_residents_are_scored_against_the_truth(sample_out):
+    # the run scored itself (--truth); validate() on the published month agrees
+    kept = json.loads((sample_out / "2020-04" / "validation.json").read_text())
     result = validate(SAMPLE / "truth", sample_out / "2020-04", "2020-04", "2020-02")
-    assert (sample_out / "2020-04" / "validation.json").exists()
+    assert kept["residents_by_departement"] == result["residents_by_departement"]
     assert result["checks"]["residents_within_5pct"], result["residents_by_departement"]
     errors = {r["departement_code"]: r["rel_error"] for r in result["residents_by_departement"]}
     assert max(abs(e) for e in errors.values()) <= 0.05, errors
