@@ -182,6 +182,18 @@ class DiagnosticsParams(BaseModel):
     top_communes: int = Field(10, ge=0)
 
 
+class ReportParams(BaseModel):
+    """The planner's page, maps and exports (mobiterra.report)."""
+
+    model_config = ConfigDict(extra="forbid")
+    # Labels of the page and maps: French for French planners, English on request.
+    lang: Literal["fr", "en"] = "fr"
+    # Départements given their own maps; None = every département present in the data.
+    departements: list[str] | None = None
+    # Flows drawn per flow map, largest first (more arrows become unreadable).
+    max_flows: int = Field(20, ge=1)
+
+
 class EngineParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     master: str | None = None  # e.g. spark://127.0.0.1:7077; None = local[*]
@@ -217,6 +229,7 @@ class RunConfig(BaseModel):
     coverage: CoverageParams = Field(default_factory=CoverageParams)
     degurba: DegurbaParams = Field(default_factory=DegurbaParams)
     diagnostics: DiagnosticsParams = Field(default_factory=DiagnosticsParams)
+    report: ReportParams = Field(default_factory=ReportParams)
     engine: EngineParams = Field(default_factory=EngineParams)
     quiet: bool = False
 
