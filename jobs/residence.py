@@ -1,10 +1,11 @@
-"""Usual residence: per user, the H3 cell seen on the most distinct nights of the month."""
+"""Usual residence: per user, the place seen on the most distinct nights of the month, and
+one H3 cell (finest resolution) drawn from that place's coverage."""
 
 from __future__ import annotations
 
 from datetime import date
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from mobiterra import columns as C
@@ -60,26 +61,149 @@ def filter_night(
     )
 
 
+# Internal columns of the home choice.
+PLACE_H3 = "_place_h3"
+PLACE_EVENTS = "_place_events"
+CELL_NIGHTS = "_cell_nights"
+CELL_EVENTS = "_cell_events"
+DRAW = "_draw"
+_CELL_KEY = [C.CELL_ID, C.VALID_FROM, C.VALID_TO]
+
+
+def cell_places(coverage_df: DataFrame) -> DataFrame:
+    """(cell_id, valid_from, valid_to, _place_h3): each antenna cell's *place*, its main
+    hexagon (highest weight, lowest id on ties), as jobs.stays uses for stays.
+
+    Under ``point`` coverage all cells of a site share their place (the site's hexagon), so
+    a user seen on two sectors of one site counts their nights at one place.
+    """
+    rank = Window.partitionBy(*_CELL_KEY).orderBy(F.col(C.WEIGHT).desc(), F.col(C.H3_ID).asc())
+    return (
+        coverage_df.withColumn("_rank", F.row_number().over(rank))
+        .filter(F.col("_rank") == 1)
+        .select(*_CELL_KEY, F.col(C.H3_ID).alias(PLACE_H3))
+    )
+
+
+def with_cell_place(events_df: DataFrame, coverage_df: DataFrame) -> DataFrame:
+    """Attach the coverage key (validity piece) and place of each event's antenna cell.
+
+    One row per event (the coverage table's hexagons are not joined in); events on cells
+    unknown to or inactive in the coverage table are dropped. Needs ``local_ts``.
+    """
+    day = F.to_date(F.col(LOCAL_TS))
+    places_df = cell_places(coverage_df).withColumnRenamed(C.CELL_ID, "_cid")
+    active = (
+        (F.col(C.CELL_ID) == F.col("_cid"))
+        & (F.col(C.VALID_FROM).isNull() | (day >= F.col(C.VALID_FROM)))
+        & (F.col(C.VALID_TO).isNull() | (day <= F.col(C.VALID_TO)))
+    )
+    return events_df.join(F.broadcast(places_df), on=active, how="inner").drop("_cid")
+
+
 def count_nights(night_events_df: DataFrame) -> DataFrame:
-    """Distinct nights and summed coverage weight per (user, H3 cell)."""
-    return night_events_df.groupBy(C.USER_KEY, C.H3_ID).agg(
-        F.countDistinct(C.NIGHT).alias(C.NIGHTS),
-        F.sum(C.WEIGHT).alias(C.NIGHT_EVENTS),
+    """Per (user, place, antenna cell piece): the place's and the cell's nights and events.
+
+    A place's nights are the distinct nights on any of its cells; the cell's own nights and
+    events pick, inside the home place, the cell whose coverage the home is drawn from.
+    """
+    per_night_df = night_events_df.groupBy(C.USER_KEY, PLACE_H3, *_CELL_KEY, C.NIGHT).agg(
+        F.count(F.lit(1)).alias("_n")
+    )
+    place = Window.partitionBy(C.USER_KEY, PLACE_H3)
+    cells_df = per_night_df.groupBy(C.USER_KEY, PLACE_H3, *_CELL_KEY).agg(
+        F.count(F.lit(1)).alias(CELL_NIGHTS),
+        F.sum("_n").alias(CELL_EVENTS),
+        F.collect_set(C.NIGHT).alias("_nights"),
+    )
+    return (
+        cells_df.withColumn(
+            C.NIGHTS, F.size(F.array_distinct(F.flatten(F.collect_list("_nights").over(place))))
+        )
+        .withColumn(PLACE_EVENTS, F.sum(CELL_EVENTS).over(place))
+        .drop("_nights")
     )
 
 
 def with_home_cell(night_counts_df: DataFrame, min_nights: int) -> DataFrame:
-    """One home per user: most nights, then most (weighted) night events, then lowest id.
+    """One home place per user, and the antenna cell within it the home is drawn from.
 
-    Users whose best cell has fewer than ``min_nights`` nights have no usual residence.
+    Place: most nights, then most night events, then lowest place id. Cell within the
+    place: most nights, then most events, then lowest cell id (then earliest piece).
+    Users whose best place has fewer than ``min_nights`` nights have no usual residence.
+    Output: user_key, cell_id, valid_from, valid_to, nights.
     """
     rank = Window.partitionBy(C.USER_KEY).orderBy(
-        F.col(C.NIGHTS).desc(), F.col(C.NIGHT_EVENTS).desc(), F.col(C.H3_ID).asc()
+        F.col(C.NIGHTS).desc(),
+        F.col(PLACE_EVENTS).desc(),
+        F.col(PLACE_H3).asc(),
+        F.col(CELL_NIGHTS).desc(),
+        F.col(CELL_EVENTS).desc(),
+        F.col(C.CELL_ID).asc(),
+        F.col(C.VALID_FROM).asc_nulls_first(),
     )
     return (
         night_counts_df.withColumn("_rank", F.row_number().over(rank))
         .filter((F.col("_rank") == 1) & (F.col(C.NIGHTS) >= min_nights))
-        .select(C.USER_KEY, F.col(C.H3_ID).alias(C.HOME_H3), F.col(C.NIGHTS).cast("long"))
+        .select(C.USER_KEY, *_CELL_KEY, F.col(C.NIGHTS).cast("long"))
+    )
+
+
+def user_uniform(salt: str) -> Column:
+    """A uniform number in [0, 1) from the user key: deterministic, so a user whose home
+    cell does not change between months keeps the same hexagon (no spurious shifts)."""
+    two53 = 2**53
+    h = F.xxhash64(F.lit(salt), F.col(C.USER_KEY))
+    return F.pmod(h, F.lit(two53)).cast("double") / F.lit(float(two53))
+
+
+def with_cumulative_weights(coverage_df: DataFrame) -> DataFrame:
+    """Coverage rows with [_lo, _hi): each hexagon's slice of [0, 1) within its cell piece.
+
+    The last slice is open to 2.0 so that rounding in the running sum never loses a draw.
+    """
+    piece = Window.partitionBy(*_CELL_KEY)
+    upto = piece.orderBy(C.H3_ID).rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    last = F.row_number().over(piece.orderBy(F.col(C.H3_ID).desc())) == 1
+    total = F.sum(C.WEIGHT).over(piece)
+    hi = F.sum(C.WEIGHT).over(upto) / total
+    return coverage_df.select(
+        *_CELL_KEY,
+        C.H3_ID,
+        (hi - F.col(C.WEIGHT) / total).alias("_lo"),
+        F.when(last, F.lit(2.0)).otherwise(hi).alias("_hi"),
+    )
+
+
+def with_drawn_hexagon(
+    keyed_df: DataFrame, coverage_df: DataFrame, out: str, salt: str = "home"
+) -> DataFrame:
+    """Replace each row's antenna cell (cell_id, valid_from, valid_to) by ONE hexagon of its
+    coverage, drawn with probability equal to the coverage weight (``out`` column, int64).
+
+    With fractional weights (voronoi coverage) this spreads the users of a cell over its
+    area in proportion to the weights, while each user still counts once, in one hexagon:
+    counts of distinct users stay integers and sum over hexagons to the users of the cell.
+    """
+    cum_df = with_cumulative_weights(coverage_df).select(
+        F.col(C.CELL_ID).alias("_cid"),
+        F.col(C.VALID_FROM).alias("_vf"),
+        F.col(C.VALID_TO).alias("_vt"),
+        F.col(C.H3_ID).alias(out),
+        "_lo",
+        "_hi",
+    )
+    hit = (
+        (F.col(C.CELL_ID) == F.col("_cid"))
+        & F.col(C.VALID_FROM).eqNullSafe(F.col("_vf"))
+        & F.col(C.VALID_TO).eqNullSafe(F.col("_vt"))
+        & (F.col("_lo") <= F.col(DRAW))
+        & (F.col(DRAW) < F.col("_hi"))
+    )
+    return (
+        keyed_df.withColumn(DRAW, user_uniform(salt))
+        .join(F.broadcast(cum_df), on=hit, how="inner")
+        .drop("_cid", "_vf", "_vt", "_lo", "_hi", DRAW, *_CELL_KEY)
     )
 
 
@@ -91,13 +215,20 @@ def usual_residence(
     first: date,
     last: date,
 ) -> DataFrame:
-    """Accepted events -> one usual residence per user (schema HOMES)."""
+    """Accepted events -> one usual residence per user (schema HOMES).
+
+    The home place is chosen on whole antenna cells (nights are never split by weights);
+    the home hexagon is then drawn from the home cell's coverage weights (see
+    ``with_drawn_hexagon``), so a voronoi cell's residents spread over its area.
+    """
     return (
         events_df.transform(with_local_time, timezone)
         .transform(filter_night, params, first, last)
-        .transform(with_coverage, coverage_df)
+        .transform(with_cell_place, coverage_df)
         .transform(count_nights)
         .transform(with_home_cell, params.min_nights)
+        .transform(with_drawn_hexagon, coverage_df, C.HOME_H3)
+        .select(C.USER_KEY, C.HOME_H3, C.NIGHTS)
     )
 
 

@@ -17,7 +17,7 @@ from pyspark.sql import types as T
 
 from jobs import cells as cells_rules
 from jobs import gate, ingest, residence, shift
-from jobs.coverage import COVERAGE_COLUMNS, coverage_table
+from jobs.coverage import COVERAGE_COLUMNS, COVERAGE_VERSION, coverage_table
 from jobs.pseudonym import pseudonym_key
 from jobs.readers import read_cells_pandas, read_events
 from mobiterra import columns as C
@@ -131,12 +131,13 @@ def _file_digest(path: Path) -> str:
 def stage_coverage(cfg: RunConfig, cache_dir: Path) -> str:
     """Antenna cell -> H3 weights at the finest resolution, cached by the cells file's hash."""
     digest = hashlib.sha256(
-        f"{_file_digest(cfg.cells)}|{cfg.coverage.strategy}|{cfg.finest_resolution}".encode()
+        f"{_file_digest(cfg.cells)}|{cfg.coverage.model_dump_json()}|{COVERAGE_VERSION}"
+        f"|{cfg.finest_resolution}".encode()
     ).hexdigest()[:20]
     path = Path(cache_dir) / f"coverage-{digest}.parquet"
     if not path.exists():
         cells_pd, _ = validated_cells(cfg)
-        table = coverage_table(cells_pd, cfg.coverage.strategy, cfg.finest_resolution)
+        table = coverage_table(cells_pd, cfg.coverage.strategy, cfg.finest_resolution, cfg.coverage)
         table = table.assign(
             **{
                 C.VALID_FROM: _none_for_nat(table[C.VALID_FROM]),

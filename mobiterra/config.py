@@ -143,8 +143,21 @@ class PrivacyParams(BaseModel):
 
 
 class CoverageParams(BaseModel):
+    """Antenna cell -> H3 cells (jobs.coverage): `voronoi` areas, or the site's `point`."""
+
     model_config = ConfigDict(extra="forbid")
-    strategy: Literal["point", "voronoi"] = "point"
+    strategy: Literal["point", "voronoi"] = "voronoi"
+    # Weights over a cell's hexagons: `population` (dasymetric on INSEE commune populations,
+    # mobiterra.geo; area where there is none, e.g. outside France) or `area`.
+    weights: Literal["population", "area"] = "population"
+    # range_m absent: factor x distance to the nearest other site, clipped to [min, max]
+    # (DESIGN.md: ~2 km urban, ~10 km rural).
+    default_range_factor: float = Field(2.0, gt=0)
+    min_default_range_m: float = Field(2_000.0, gt=0)
+    max_default_range_m: float = Field(10_000.0, gt=0)
+    # Sites outside France: their territory is their convex hull buffered by this much
+    # (one rural range).
+    hull_buffer_m: float = Field(10_000.0, ge=0)
 
 
 class DegurbaParams(BaseModel):
