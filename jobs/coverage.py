@@ -100,7 +100,9 @@ def voronoi_pieces(cells: pd.DataFrame, frame: vor.Frame, params: CoverageParams
     Columns: ``_row`` (position in ``cells``), valid_from, valid_to, geometry.
     """
     lat, lon = cells[C.LAT].to_numpy(float), cells[C.LON].to_numpy(float)
-    terr = vor.territory(lat, lon, frame, params)
+    ranges = cells[C.RANGE_M].to_numpy(float)
+    reach = max(np.nanmax(ranges, initial=0.0), params.max_default_range_m)
+    terr = vor.territory(lat, lon, frame, params, reach)
     vf = [_as_date(v) for v in cells[C.VALID_FROM]]
     vt = [_as_date(v) for v in cells[C.VALID_TO]]
     pieces: list[list] = []  # [row, first, last, geometry]

@@ -79,15 +79,21 @@ def france_land() -> shapely.Geometry:
     return land
 
 
-def territory(lat: np.ndarray, lon: np.ndarray, frame: Frame, params: CoverageParams):
-    """The land cell areas are clipped to, in the metric frame (prepared)."""
+def territory(
+    lat: np.ndarray, lon: np.ndarray, frame: Frame, params: CoverageParams, reach_m: float
+):
+    """The land cell areas are clipped to, in the metric frame (prepared).
+
+    reach_m: the largest distance a cell's area extends from its site (its largest range).
+    """
     land = france_land()
     points = shapely.points(lon, lat)
     french = shapely.dwithin(land, points, LAND_SNAP_DEG)
     parts = []
     if french.any():
-        # only the part of France near the sites: smaller overlays later
-        margin = params.max_default_range_m / 50_000 + 0.5  # degrees, generous
+        # only the part of France within reach of the sites: smaller overlays later
+        # (50 km per degree: a degree of longitude is longer than that up to 63° N)
+        margin = reach_m / 50_000 + 0.05
         box = (lon[french].min(), lat[french].min(), lon[french].max(), lat[french].max())
         near = shapely.clip_by_rect(
             land, box[0] - margin, box[1] - margin, box[2] + margin, box[3] + margin

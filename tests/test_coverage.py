@@ -43,7 +43,7 @@ def _cells(rows: list[tuple]) -> pd.DataFrame:
 def _polygons(cells: pd.DataFrame, params: CoverageParams = AREA):
     lat, lon = cells[C.LAT].to_numpy(float), cells[C.LON].to_numpy(float)
     frame = vor.Frame.around(lat, lon)
-    terr = vor.territory(lat, lon, frame, params)
+    terr = vor.territory(lat, lon, frame, params, 20_000.0)
     return frame, terr, vor.cell_polygons(cells, frame, terr, params)
 
 
