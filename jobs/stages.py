@@ -159,7 +159,9 @@ def stage_coverage(cfg: RunConfig, cache_dir: Path) -> str:
         tmp = path.with_suffix(".tmp")
         pq.write_table(arrow, tmp)
         tmp.rename(path)
-    return str(path)
+    # absolute: written here by pyarrow, read by Spark, and a Spark Connect server resolves
+    # a relative path against its own working directory
+    return str(path.absolute())
 
 
 def stage_residence(
