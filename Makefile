@@ -47,5 +47,8 @@ lint: setup ## ruff check and format check
 	$(BIN)/ruff check mobiterra jobs flows tests
 	$(BIN)/ruff format --check mobiterra jobs flows tests
 
+bench: setup ## Benchmark: pipeline vs a DuckDB baseline at 1 M, 10 M, 30 M events (bench/RESULTS.md)
+	$(BIN)/python -m bench.run $(if $(SIZES),--sizes $(SIZES))
+
 clean: ## Remove outputs and state (keeps .venv)
 	rm -rf $(OUT) $(STATE)/work spark-warehouse

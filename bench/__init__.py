@@ -1,0 +1,1 @@
+"""``make bench``: the monthly pipeline against a plain DuckDB baseline (see bench/run.py)."""
