@@ -14,7 +14,7 @@ SAMPLE_CELLS := data_samples/cells.csv
 OUT ?= out
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint bench clean check-java
+.PHONY: help setup run serve test lint bench clean check-java
 
 help: ## List the documented targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,13 @@ run: setup ## Run the monthly flow on the bundled sample (2020-04 vs 2020-02) in
 	$(BIN)/python -m flows.monthly --events $(SAMPLE_EVENTS) --cells $(SAMPLE_CELLS) \
 	  --month 2020-04 --baseline-month 2020-02 --out $(OUT) \
 	  --truth data_samples/truth
+
+# make serve EVENTS=... CELLS=... BASELINE=fixed:2020-02 PREFECT_PORT=4200
+PREFECT_PORT ?= 4200
+serve: setup ## Serve monthly_report (cron 0 3 1 * *, Europe/Paris) on a Prefect server in .state/prefect
+	$(BIN)/python -m flows.serve --start-server --port $(PREFECT_PORT) \
+	  --events $(or $(EVENTS),$(SAMPLE_EVENTS)) --cells $(or $(CELLS),$(SAMPLE_CELLS)) \
+	  --out $(OUT) --baseline $(or $(BASELINE),previous)
 
 test: setup ## Run the test suite
 	$(BIN)/python -m pytest
