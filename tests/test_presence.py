@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import h3
+import pytest
 from pyspark.sql import functions as F
 
 from jobs.presence import count_present_population
@@ -116,3 +117,57 @@ def test_month_bounds_keep_the_last_night_whole_and_drop_next_month(spark):
         (8, A, "hour", "2024-03-31 21:00", 1),  # the month's last hour
         (8, A, "night", "2024-03-31 20:00", 1),  # the whole night, tail included
     ]
+
+
+def _by_hour_slots(stays_df, timezone, day_parts, periods, resolutions, start, end):
+    """The definition, slow: explode every stay into its UTC hour slots, label each slot
+    (jobs.periods.with_periods), count distinct users. The fast path must agree."""
+    from datetime import timedelta
+
+    from jobs.periods import filter_period_starts, utc_lit, with_periods
+    from jobs.residence import with_resolutions
+
+    first = F.greatest(F.col(C.STAY_START), utc_lit(start))
+    last = F.least(F.col(C.STAY_END), utc_lit(end + timedelta(days=1, microseconds=-1)))
+    slots = F.sequence(
+        F.date_trunc("hour", first), F.date_trunc("hour", last), F.make_dt_interval(hours=F.lit(1))
+    )
+    return (
+        stays_df.filter(first <= last)
+        .select(C.USER_KEY, C.STAY_H3, F.explode(slots).alias(C.HOUR_START))
+        .transform(with_periods, C.HOUR_START, timezone, day_parts, periods)
+        .transform(filter_period_starts, start, end)
+        .transform(with_resolutions, {C.STAY_H3: C.H3_CELL}, resolutions)
+        .groupBy(C.RESOLUTION, C.H3_CELL, C.PERIOD_START, C.PERIOD)
+        .agg(F.count_distinct(C.USER_KEY).cast("long").alias(C.USERS))
+    )
+
+
+@pytest.mark.parametrize("timezone", [PARIS, "Asia/Kolkata"])  # Kolkata: UTC+05:30
+def test_fast_path_equals_hour_slot_definition_on_random_stays(spark, timezone):
+    # Random stays around the end of March 2024 (Paris DST on the 31st, month edge on the
+    # 1st): overlapping stays of one user in one cell, neighbours sharing parents, a stay
+    # crossing the month's start, one past its end, and a cell left and re-entered with
+    # an empty hour between (which must stay empty).
+    import random
+
+    rng = random.Random(7)
+    cells = [A, A2, h3.str_to_int(h3.latlng_to_cell(48.86, 2.35, 8))]
+    base = datetime(2024, 3, 30, 18, 0, tzinfo=UTC)
+    rows = [
+        ("edge", A, datetime(2024, 2, 29, 20, 0, tzinfo=UTC), ts("2024-03-01 02:10")),
+        ("gap", A, ts("2024-03-30 10:00"), ts("2024-03-30 10:30")),
+        ("gap", A2, ts("2024-03-30 11:00"), ts("2024-03-30 11:50")),
+        ("gap", A, ts("2024-03-30 12:10"), ts("2024-03-30 13:00")),
+    ]
+    for i in range(60):
+        begin = base + timedelta(minutes=rng.randrange(0, 3 * 24 * 60))
+        length = timedelta(minutes=rng.choice([20, 50, 90, 400, 1500, 3000]))
+        rows.append((f"u{i % 6}", rng.choice(cells), begin, begin + length))
+    stays_df = spark.createDataFrame(rows, STAYS)
+    start, end = month_bounds_utc("2024-03", timezone, 0)
+    periods = ["hour", "day", "night", "daytime", "evening"]
+    args = (stays_df, timezone, PARTS, periods, [6, 7, 8], start, end)
+    fast = counted(count_present_population(*args))
+    assert counted(_by_hour_slots(*args)) == fast
+    assert {r[2] for r in fast} == set(periods)
