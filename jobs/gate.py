@@ -71,7 +71,18 @@ OD_TRIPS = TableSpec(
     other_counts=(C.TRIPS,),
     period_columns=(C.PERIOD_START, C.PERIOD),
 )
-SPECS = {s.name: s for s in (RESIDENTS, RESIDENCE_SHIFT, PRESENT_POPULATION, OD_TRIPS)}
+# Home -> daytime anchor (work) users of the month, in the od_trips columns (trips = users).
+OD_HOME_WORK = TableSpec(
+    "od_home_work",
+    schemas.OD_TRIPS,
+    (C.ORIGIN_CELL, C.DESTINATION_CELL),
+    C.USERS,
+    other_counts=(C.TRIPS,),
+    period_columns=(C.PERIOD_START, C.PERIOD),
+)
+SPECS = {
+    s.name: s for s in (RESIDENTS, RESIDENCE_SHIFT, PRESENT_POPULATION, OD_TRIPS, OD_HOME_WORK)
+}
 
 
 @dataclass(frozen=True)

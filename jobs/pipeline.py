@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from pyspark.sql import SparkSession
 
 import mobiterra
-from jobs import stages
+from jobs import stages, stages_mobility
 from jobs.pseudonym import pseudonym_key
 from jobs.readers import check_events, read_cells_pandas
 from mobiterra import output
@@ -62,6 +62,7 @@ def build_manifest(
     baseline: dict | None,
     tables: dict,
     durations: dict,
+    expansion: dict | None = None,
 ) -> dict:
     counts = ingested.counts
     return {
@@ -84,6 +85,7 @@ def build_manifest(
         "resolutions": cfg.resolutions,
         "coverage_strategy": cfg.coverage.strategy,
         "tables": tables,
+        "expansion": expansion,
         "config_hash": cfg.config_hash(),
         "code_version": code_version(),
         "durations_s": durations,
@@ -155,15 +157,41 @@ def run_month(cfg: RunConfig, call: Call, progress: Progress) -> tuple[Path, dic
                     "users": b.users,
                     "users_with_home": b_homes,
                 }
+        with progress.stage("stays") as st:
+            stays_path, st.rows = call(
+                "stays", stages_mobility.stage_stays, cfg, ingested.events, coverage,
+                cfg.month, work,
+            )  # fmt: skip
+        expansion = None
+        if cfg.expansion.enabled:
+            # the census describes ordinary times: calibrate on the baseline month if any
+            on_baseline = cfg.expansion.calibrate_on == "baseline" and baseline_homes_path
+            with progress.stage("expansion"):
+                expansion = call(
+                    "expansion", stages_mobility.stage_expansion, cfg,
+                    baseline_homes_path if on_baseline else homes_path, coverage,
+                    cfg.baseline_month if on_baseline else cfg.month, staging,
+                )  # fmt: skip
+        expansion_path = str(staging / expansion["table"]) if expansion else None
         with progress.stage("publish") as st:
             tables = call(
-                "publish", stages.stage_publish, cfg, homes_path, baseline_homes_path, staging, work
-            )
+                "publish", stages.stage_publish, cfg, homes_path, baseline_homes_path, staging,
+                work, expansion_path,
+            )  # fmt: skip
             st.rows = sum(t["rows_published"] for t in tables.values())
+        with progress.stage("mobility") as st:
+            mobility_tables = call(
+                "publish-mobility", stages_mobility.stage_publish_mobility, cfg, ingested.events,
+                coverage, homes_path, stays_path, staging, work, expansion_path,
+            )  # fmt: skip
+            tables.update(mobility_tables)
+            st.rows = sum(t["rows_published"] for t in mobility_tables.values())
         if cfg.truth is not None:
             with progress.stage("validate"):
                 call("validate", validate_stage, cfg, staging, spark=False)
-        manifest = build_manifest(cfg, ingested, homes, baseline, tables, progress.durations())
+        manifest = build_manifest(
+            cfg, ingested, homes, baseline, tables, progress.durations(), expansion
+        )
         output.write_json(staging / "manifest.json", manifest)
         final = output.commit_month(staging, cfg.out, cfg.month)
     except BaseException:

@@ -5,18 +5,19 @@ share them (DataFrames and sessions never cross a stage boundary)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs import cells as cells_rules
-from jobs import gate, ingest, residence, shift
+from jobs import expansion, gate, ingest, residence, shift
 from jobs.coverage import COVERAGE_COLUMNS, COVERAGE_VERSION, coverage_table
 from jobs.pseudonym import pseudonym_key
 from jobs.readers import read_cells_pandas, read_events
@@ -196,10 +197,13 @@ def _publish_table(
     staging: Path,
     work: Path,
     margins: tuple[gate.Margin, ...] = (),
+    estimate: Callable[[DataFrame], DataFrame] | None = None,
 ) -> dict:
     """Materialize the (small) counts, pass them through the gate, write, account.
 
     The gate's marked rows are kept in ``work/marked-<table>`` (a margin of later tables).
+    ``estimate`` adds the ``*_est`` columns to the rows the gate published (jobs.expansion):
+    the gate decides on raw counts only.
     """
     counts_path = work / f"counts-{spec.name}"
     counts_df.write.mode("overwrite").parquet(str(counts_path))
@@ -208,9 +212,12 @@ def _publish_table(
     marked_path = work / f"marked-{spec.name}"
     marked_df.write.mode("overwrite").parquet(str(marked_path))
     marked_df = spark.read.parquet(str(marked_path))
-    marked_df.filter(F.col(gate.SUPPRESSION).isNull()).transform(gate.to_published, spec).coalesce(
-        1
-    ).write.mode("overwrite").parquet(str(staging / spec.name))
+    published_df = marked_df.filter(F.col(gate.SUPPRESSION).isNull())
+    if estimate is not None:
+        published_df = estimate(published_df)
+    published_df.transform(gate.to_published, spec).coalesce(1).write.mode("overwrite").parquet(
+        str(staging / spec.name)
+    )
     return gate.suppression_stats(marked_df, spec)
 
 
@@ -221,9 +228,18 @@ def stage_publish(
     baseline_homes_path: str | None,
     staging: Path,
     work: Path,
+    expansion_path: str | None = None,
 ) -> dict:
-    """Aggregate, gate and write every published table into the staging month."""
+    """Aggregate, gate and write residents (and residence_shift with a baseline).
+
+    ``expansion_path``: the month's expansion table (stage_expansion); without it
+    ``residents_est`` is null.
+    """
     homes_df = spark.read.parquet(homes_path)
+    estimate = None
+    if expansion_path is not None:
+        factors = expansion.read_factors(expansion_path)
+        estimate = expansion.residents_estimator(homes_df, cfg.resolutions, factors, cfg.k)
     stats = {
         "residents": _publish_table(
             spark,
@@ -234,6 +250,7 @@ def stage_publish(
             cfg.k,
             staging,
             work,
+            estimate=estimate,
         )
     }
     if baseline_homes_path is not None:

@@ -52,3 +52,10 @@ USERS_EST = "users_est"
 TRIPS = "trips"
 PERIOD_START = "period_start"
 PERIOD = "period"
+# expansion factors (jobs.expansion)
+DEPARTEMENT_CODE = "departement_code"
+CALIBRATION_MONTH = "calibration_month"  # month whose residents calibrate the factors
+REFERENCE_RESIDENTS = "reference_residents"  # INSEE population of the territory
+NETWORK_COVERAGE = "network_coverage"
+FACTOR = "factor"  # people per detected resident subscriber
+STATUS = "status"

@@ -123,6 +123,26 @@ class OdParams(BaseModel):
     periods: list[OdPeriod] = Field(default_factory=lambda: ["day", "night", "daytime", "evening"])
 
 
+class ExpansionParams(BaseModel):
+    """Expansion of subscriber counts to the whole population (``*_est`` columns): a factor
+    per département = reference residents (INSEE) / detected resident subscribers."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    # Calibrate on the baseline month when there is one: the census describes ordinary
+    # times, so a month of mass relocation (the 2020 lockdown) keeps its change in the
+    # estimates instead of being scaled back to the census. "month" calibrates every
+    # month on itself (Eurostat Multi-MNO's per-period factors).
+    calibrate_on: Literal["baseline", "month"] = "baseline"
+    # A département gets a factor from at least this many detected resident subscribers
+    # (sampling error ~ 1/sqrt(n): 7 % at 200); fewer means it lies outside the network's
+    # territory (e.g. a neighbour's edge). Never below k: reference / factor = the count.
+    min_residents: int = Field(200, ge=1)
+    # Network coverage diagnostic: share of a département's reference population in H3
+    # hexagons of this resolution (res 6 ~ 36 km2) holding a covered finest hexagon.
+    coverage_resolution: int = Field(6, ge=0, le=15)
+
+
 class PrivacyParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # k-anonymity on distinct users; 20 is Orange Flux Vision's floor (FlowKit uses 15).
@@ -238,6 +258,7 @@ class RunConfig(BaseModel):
     day_parts: DayPartParams = Field(default_factory=DayPartParams)
     presence: PresenceParams = Field(default_factory=PresenceParams)
     od: OdParams = Field(default_factory=OdParams)
+    expansion: ExpansionParams = Field(default_factory=ExpansionParams)
     privacy: PrivacyParams = Field(default_factory=PrivacyParams)
     coverage: CoverageParams = Field(default_factory=CoverageParams)
     degurba: DegurbaParams = Field(default_factory=DegurbaParams)

@@ -141,9 +141,23 @@ OD_TRIPS = T.StructType(
     ]
 )
 
+# Expansion factors per département (no subscriber count: a factor is published only
+# where it rests on at least max(min_residents, k) detected residents).
+EXPANSION = T.StructType(
+    [
+        T.StructField(C.DEPARTEMENT_CODE, T.StringType(), False),
+        T.StructField(C.CALIBRATION_MONTH, T.StringType(), False),
+        T.StructField(C.REFERENCE_RESIDENTS, T.LongType(), False),
+        T.StructField(C.NETWORK_COVERAGE, T.DoubleType(), False),
+        T.StructField(C.FACTOR, T.DoubleType(), True),
+        T.StructField(C.STATUS, T.StringType(), False),
+    ]
+)
+
 PUBLISHED = {
     "residents": RESIDENTS,
     "residence_shift": RESIDENCE_SHIFT,
     "present_population": PRESENT_POPULATION,
     "od_trips": OD_TRIPS,
+    "od_home_work": OD_TRIPS,
 }
