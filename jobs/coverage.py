@@ -42,7 +42,7 @@ from mobiterra.config import CoverageParams
 
 COVERAGE_COLUMNS = [C.CELL_ID, C.VALID_FROM, C.VALID_TO, C.H3_ID, C.WEIGHT]
 # Part of the coverage cache key (jobs.stages): bump when the algorithms change.
-COVERAGE_VERSION = "2"
+COVERAGE_VERSION = "3"
 # Hexagon shares below this are dropped (and the rest renormalized): slivers along a
 # polygon's edge that only bloat the broadcast table.
 MIN_WEIGHT = 1e-4

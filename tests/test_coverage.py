@@ -169,6 +169,21 @@ def test_coverage_is_clipped_to_land_on_the_coast():
     _assert_weights_sum_to_one(table)
 
 
+def test_cells_stay_in_the_departements_that_hold_sites():
+    from mobiterra import geo
+
+    deps = geo.departements().set_index("departement_code").geometry
+    # Maurs (Cantal) is ~3 km from Aveyron and Lot; Decazeville is in Aveyron
+    maurs = ("maurs", 44.7103, 2.1978, None, 10_000)
+    frame, _, alone = _polygons(_cells([maurs]))
+    cantal = frame.geoms_to_m(np.array([deps["15"]]))[0]
+    assert shapely.area(shapely.difference(alone[0], cantal)) < 1e3  # m², boundary noise
+    # with a site in Aveyron, Aveyron is part of the network's territory
+    frame, _, both = _polygons(_cells([maurs, ("decazeville", 44.56, 2.25, None, 10_000)]))
+    aveyron = frame.geoms_to_m(np.array([deps["12"]]))[0]
+    assert shapely.area(shapely.intersection(both[0], aveyron)) > 1e6
+
+
 def test_cells_outside_france_use_the_buffered_hull_of_their_sites():
     # Brussels: not French land; the territory is the sites' hull + 10 km
     params = CoverageParams()  # population weights: none here -> area weights
