@@ -175,11 +175,10 @@ def residents_map(ax, resolution, departement_code, title):
     ax.set_title(f"{title}: {len(inside)} hexagons at resolution {resolution}")
 
 
-fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+fig, axes = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
 residents_map(axes[0], 7, "75", "Paris")
 residents_map(axes[1], 6, "58", "Nièvre")
 fig.suptitle(f"Published residents, {manifest['month']} (k = {manifest['k']})")
-fig.tight_layout()
 
 # %% [markdown]
 # ## 4. Present population by hour
@@ -204,10 +203,9 @@ if presence is not None:
     hourly = presence[presence["period"] == "hour"].copy()
     coarsest = hourly["resolution"].min()
     hourly = hourly[hourly["resolution"] == coarsest]
-    hourly["hour_local"] = (
-        hourly["period_start"].dt.tz_localize("UTC").dt.tz_convert("Europe/Paris")
-        .dt.tz_localize(None)
-    )  # fmt: skip
+    utc = hourly["period_start"]  # UTC instants (Parquet may or may not tag them as UTC)
+    utc = utc.dt.tz_convert("UTC") if utc.dt.tz else utc.dt.tz_localize("UTC")
+    hourly["hour_local"] = utc.dt.tz_convert("Europe/Paris").dt.tz_localize(None)
     published_hour = hourly.groupby("hour_local")["users"].sum()
     in_month = truth_presence["hour_local"].dt.strftime("%Y-%m") == manifest["month"]
     truth_hour = truth_presence[in_month].groupby("hour_local")["users"].sum()
@@ -215,32 +213,35 @@ if presence is not None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 3.8), width_ratios=[2, 1])
     truth_hour.plot(ax=ax1, color="#999999", lw=1, label="truth: users present (all places)")
     published_hour.plot(ax=ax1, color="#1f4e79", lw=1, label=f"published, resolution {coarsest}")
+    ax1.set_ylim(0, 1.1 * truth_hour.max())
     ax1.set_title("Present users per hour, all hexagons summed")
     ax1.set_xlabel("")
-    ax1.legend(loc="lower left", fontsize=8)
+    ax1.legend(loc="lower center", fontsize=8)
 
-    # A typical day: the busiest published hexagon (the centre of Paris at this resolution)
+    # A typical day in the busiest published hexagon
     top_cell = hourly.groupby("h3_cell")["users"].sum().idxmax()
     one = hourly[hourly["h3_cell"] == top_cell]
-    weekday = one["hour_local"].dt.dayofweek < 5
-    profile = one.groupby([weekday.map({True: "weekdays", False: "weekends"}),
-                           one["hour_local"].dt.hour])["users"].mean().unstack(0)  # fmt: skip
+    weekday = (one["hour_local"].dt.dayofweek < 5).map({True: "weekdays", False: "weekends"})
+    profile = one.groupby([weekday, one["hour_local"].dt.hour])["users"].mean().unstack(0)
     profile.plot(ax=ax2, marker=".", color=["#d95f02", "#1f4e79"])
-    lat, lng = h3.cell_to_latlng(top_cell)
-    ax2.set_title(f"Busiest hexagon ({lat:.2f}°N {lng:.2f}°E): mean per hour", fontsize=10)
+    ax2.legend(title=None, fontsize=8)
+    paris = h3.latlng_to_cell(48.8566, 2.3522, int(coarsest)) == top_cell
+    where = "the one holding central Paris" if paris else top_cell
+    ax2.set_title(f"Busiest hexagon ({where}):\nmean users present per hour", fontsize=10)
     ax2.set_xlabel("local hour")
     ax2.set_ylabel("users present")
     fig.tight_layout()
-    print(
-        f"published / true user-hours over the month at resolution {coarsest}: "
-        f"{published_hour.sum() / truth_hour.sum():.1%}"
-    )
+    ratio = published_hour.sum() / truth_hour.sum()
+    print(f"published / true user-hours over the month at resolution {coarsest}: {ratio:.1%}")
 
 # %% [markdown]
-# The published total follows the true one closely at the coarsest resolution. The gap
-# has two sources: hexagons and hours suppressed under k, and time a phone is silent for
-# longer than the stay rules accept (presence is only interpolated inside a stay).
-# During the lockdown a weekday and a weekend day look alike in the centre of Paris.
+# The published total follows the true one at the coarsest resolution, a few percent
+# below: hexagons and hours suppressed under k, and time a phone is silent for longer
+# than the stay rules accept (presence is only interpolated inside a stay), are missing.
+# At the month's first and last hours the stays are cut by the month's edges. On
+# weekdays both curves dip at the commuting hours — a user on the move is between two
+# places — the published one deeper, since a phone seen only in passing makes no stay;
+# weekends, in the lockdown, are flat.
 
 # %% [markdown]
 # ## 5. What the gate hid
