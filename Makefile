@@ -15,6 +15,7 @@ OUT ?= out
 
 .DEFAULT_GOAL := help
 .PHONY: help setup run serve test lint bench clean check-java
+.PHONY: notebooks  # also a folder: always run the target
 
 help: ## List the documented targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,6 +50,10 @@ serve: setup ## Serve monthly_report (cron 0 3 1 * *, Europe/Paris) on a Prefect
 
 test: setup ## Run the test suite
 	$(BIN)/python -m pytest
+
+# Needs $(OUT)/2020-04 from `make run`; a notebook runs the pipeline first if it is missing.
+notebooks: setup ## Execute notebooks/NN_*.py (jupytext + nbclient) into .state/notebooks/*.ipynb
+	MOBITERRA_OUT=$(OUT) $(BIN)/python notebooks/execute.py --out $(STATE)/notebooks
 
 lint: setup ## ruff check and format check
 	$(BIN)/ruff check mobiterra jobs flows tests
