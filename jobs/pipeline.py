@@ -20,7 +20,7 @@ import mobiterra
 from jobs import diagnostics, stages, stages_mobility
 from jobs.pseudonym import pseudonym_key
 from jobs.readers import check_events, read_cells_pandas
-from mobiterra import output
+from mobiterra import output, report
 from mobiterra.config import RunConfig
 from mobiterra.errors import InputError
 from mobiterra.progress import Progress
@@ -199,6 +199,8 @@ def run_month(cfg: RunConfig, call: Call, progress: Progress) -> tuple[Path, dic
             cfg, ingested, homes, baseline, tables, progress.durations(), expansion
         )
         output.write_json(staging / "manifest.json", manifest)
+        with progress.stage("report"):  # maps, exports, report/index.html from the above
+            call("report", report.build_report, cfg, staging, spark=False)
         final = output.commit_month(staging, cfg.out, cfg.month)
     except BaseException:
         output.discard(staging)

@@ -225,6 +225,8 @@ class ReportParams(BaseModel):
     departements: list[str] | None = None
     # Flows drawn per flow map, largest first (more arrows become unreadable).
     max_flows: int = Field(20, ge=1)
+    # Credit on every map caption: who made the events, and the geography (INSEE, IGN).
+    source: str = "mobiterra synthetic / INSEE, IGN"
 
 
 class EngineParams(BaseModel):

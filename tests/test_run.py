@@ -29,15 +29,10 @@ def _run(*args: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def sample_out(spark, tmp_path_factory):
-    """February alone, then April against February: both months of the sample."""
-    out = tmp_path_factory.mktemp("sample-out")
-    common = ["--events", str(SAMPLE / "events.parquet"), "--cells", str(SAMPLE / "cells.csv")]
-    common += ["--out", str(out), "--work-dir", str(out / ".work")]
-    assert _run(*common, "--month", "2020-02") == 0
-    common += ["--truth", str(SAMPLE / "truth")]
-    assert _run(*common, "--month", "2020-04", "--baseline-month", "2020-02") == 0
-    return out
+def sample_out(sample_run):
+    """February alone, then April against February: both months of the sample (run once
+    per session by conftest.sample_run, shared with tests/test_report.py)."""
+    return sample_run
 
 
 def _manifest(month_dir: Path) -> dict:

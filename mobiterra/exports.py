@@ -1,0 +1,181 @@
+"""Published tables as files a planner opens: CSV (spreadsheet), GeoJSON and GeoPackage (QGIS).
+
+Each table keeps its published rows and columns; the exports only add places: H3 cells as
+hexagon polygons (``h3.cell_to_boundary``), flows as lines between cell centres, territories
+of the diagnostics table as their INSEE/IGN polygons. Nothing is recomputed, so a suppressed
+value stays absent. Coordinates are WGS84 (EPSG:4326).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import h3
+import numpy as np
+import pandas as pd
+import pyogrio
+import shapely
+
+from mobiterra import columns as C
+from mobiterra.report.readme import readme_text
+
+CRS = "EPSG:4326"
+# ~10 cm: enough for hexagons and outlines, keeps GeoJSON files small.
+GEOJSON_PRECISION = 6
+
+
+def h3_polygons(cells: pd.Series) -> list[shapely.Polygon]:
+    """Hexagons of H3 cells (hex strings), lon/lat."""
+    return [shapely.Polygon([(lng, lat) for lat, lng in h3.cell_to_boundary(c)]) for c in cells]
+
+
+def cell_centres(cells: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    latlng = np.array([h3.cell_to_latlng(c) for c in cells], float).reshape(-1, 2)
+    return latlng[:, 0].round(6), latlng[:, 1].round(6)
+
+
+def flow_lines(
+    olon: np.ndarray, olat: np.ndarray, dlon: np.ndarray, dlat: np.ndarray
+) -> list[shapely.LineString | None]:
+    """Straight lines origin -> destination; None when both ends are the same place (a
+    zero-length line is invalid in GIS tools)."""
+    return [
+        None if (a, b) == (c, d) else shapely.LineString([(a, b), (c, d)])
+        for a, b, c, d in zip(olon, olat, dlon, dlat, strict=True)
+    ]
+
+
+def with_places(df: pd.DataFrame) -> pd.DataFrame:
+    """Centre coordinates beside the H3 columns (for spreadsheets and maps)."""
+    out = df.copy()
+    if C.H3_CELL in out:
+        out["lat"], out["lon"] = cell_centres(out[C.H3_CELL])
+    for end in ("origin", "destination"):
+        if f"{end}_cell" in out:
+            out[f"{end}_lat"], out[f"{end}_lon"] = cell_centres(out[f"{end}_cell"])
+    return out
+
+
+def h3_geodataframe(df: pd.DataFrame) -> gpd.GeoDataFrame:
+    """An H3 table with its geometry: hexagons, or lines for origin/destination tables."""
+    placed = with_places(df)
+    if C.H3_CELL in placed:
+        geometry = h3_polygons(placed[C.H3_CELL])
+    else:
+        geometry = flow_lines(
+            placed["origin_lon"],
+            placed["origin_lat"],
+            placed["destination_lon"],
+            placed["destination_lat"],
+        )
+    return gpd.GeoDataFrame(placed, geometry=geometry, crs=CRS)
+
+
+def diagnostics_geodataframe(df: pd.DataFrame) -> gpd.GeoDataFrame:
+    """Diagnostics rows with the polygon of their territory (département, EPCI, commune) or
+    the line between two départements (flows); classes have no geometry."""
+    from mobiterra.geo import communes, departements
+
+    geom = pd.Series([None] * len(df), index=df.index, dtype=object)
+    territory = df["kind"] == "territory"
+    deps = departements().set_index("departement_code").geometry
+    is_dep = territory & (df["unit"] == "departement")
+    geom[is_dep] = df.loc[is_dep, "code"].map(deps)
+    wanted_communes = territory & df["unit"].isin(["commune", "epci"])
+    if wanted_communes.any():
+        com = communes(arrondissements=True)
+        is_com = territory & (df["unit"] == "commune")
+        geom[is_com] = df.loc[is_com, "code"].map(com.set_index("commune_code").geometry)
+        is_epci = territory & (df["unit"] == "epci")
+        if is_epci.any():
+            codes = set(df.loc[is_epci, "code"])
+            epci = com[com["epci_code"].isin(codes)].dissolve(by="epci_code").geometry
+            geom[is_epci] = df.loc[is_epci, "code"].map(epci)
+    is_flow = (df["kind"] == "flow") & (df["unit"] == "departement")
+    if is_flow.any():
+        pts = deps.representative_point()
+        o = df.loc[is_flow, "origin_code"].map(pts)
+        d = df.loc[is_flow, "destination_code"].map(pts)
+        geom[is_flow] = [
+            None if a is None or b is None or a.equals(b) else shapely.LineString([a, b])
+            for a, b in zip(o, d, strict=True)
+        ]
+    return gpd.GeoDataFrame(df, geometry=geom.tolist(), crs=CRS)
+
+
+def to_geodataframe(name: str, df: pd.DataFrame) -> gpd.GeoDataFrame:
+    if name == "diagnostics":
+        return diagnostics_geodataframe(df)
+    return h3_geodataframe(df)
+
+
+def layers(name: str, gdf: gpd.GeoDataFrame) -> dict[str, gpd.GeoDataFrame]:
+    """GeoPackage layers: one per H3 resolution (hexagons of several sizes overlap), or one
+    per diagnostics unit and kind (flows apart from territories)."""
+    if C.RESOLUTION in gdf:
+        return {f"{name}_r{r}": part for r, part in gdf.groupby(C.RESOLUTION, sort=True)}
+    keyed = gdf.assign(_layer=gdf["unit"] + np.where(gdf["kind"] == "flow", "_flows", ""))
+    return {
+        f"{name}_{key}": part.drop(columns="_layer")
+        for key, part in keyed.groupby("_layer", sort=True)
+    }
+
+
+def _plain_times(df: pd.DataFrame) -> pd.DataFrame:
+    """Timestamps as ISO 8601 UTC text ("2020-04-01T22:00:00Z"): spreadsheets and GeoJSON
+    readers then agree on the instant."""
+    out = df.copy()
+    for col in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[col]):
+            ts = out[col]
+            ts = ts.dt.tz_convert("UTC") if ts.dt.tz is not None else ts.dt.tz_localize("UTC")
+            out[col] = ts.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return out
+
+
+def export_table(name: str, df: pd.DataFrame, dest: Path) -> list[Path]:
+    """Write ``name``.csv, ``name``.geojson and ``name``.gpkg into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    gdf = to_geodataframe(name, df)
+    csv = dest / f"{name}.csv"
+    # utf-8-sig: spreadsheet programs then read accents (Nièvre) correctly
+    _plain_times(pd.DataFrame(gdf.drop(columns="geometry"))).to_csv(
+        csv, index=False, encoding="utf-8-sig"
+    )
+    geojson = dest / f"{name}.geojson"
+    pyogrio.write_dataframe(
+        _plain_times(gdf),
+        geojson,
+        driver="GeoJSON",
+        layer_options={"COORDINATE_PRECISION": GEOJSON_PRECISION, "RFC7946": "YES"},
+    )
+    gpkg = dest / f"{name}.gpkg"
+    gpkg.unlink(missing_ok=True)
+    parts = layers(name, gdf)
+    if not parts:  # nothing published: an empty layer, so the file still opens
+        kind = "Polygon" if C.H3_CELL in gdf else "LineString"
+        pyogrio.write_dataframe(gdf, gpkg, layer=name, driver="GPKG", geometry_type=kind)
+    for layer, part in parts.items():
+        if part.geometry.isna().all():
+            # attribute table (density classes, whole-territory rows): no geometry column
+            pyogrio.write_dataframe(
+                pd.DataFrame(part.drop(columns="geometry")), gpkg, layer=layer, driver="GPKG"
+            )
+        else:
+            pyogrio.write_dataframe(part, gpkg, layer=layer, driver="GPKG")
+    return [csv, geojson, gpkg]
+
+
+def export_month(
+    tables: dict[str, pd.DataFrame], dest: Path, k: int, *, lang: str = "fr", month: str = ""
+) -> list[Path]:
+    """Every published table as CSV, GeoJSON and GeoPackage, and ``README.md``.
+
+    Returns the files written (README first)."""
+    files: list[Path] = []
+    for name, df in tables.items():
+        files += export_table(name, df, dest)
+    readme = dest / "README.md"
+    readme.write_text(readme_text(tables, k, lang, month), encoding="utf-8")
+    return [readme, *files]
