@@ -14,7 +14,7 @@ SAMPLE_CELLS := data_samples/cells.csv
 OUT ?= out
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run serve test lint bench clean check-java
+.PHONY: help setup run serve test browser lint bench clean check-java
 .PHONY: notebooks  # also a folder: always run the target
 
 help: ## List the documented targets
@@ -54,6 +54,10 @@ test: setup ## Run the test suite
 # Needs $(OUT)/2020-04 from `make run`; a notebook runs the pipeline first if it is missing.
 notebooks: setup ## Execute notebooks/NN_*.py (jupytext + nbclient) into .state/notebooks/*.ipynb
 	MOBITERRA_OUT=$(OUT) $(BIN)/python notebooks/execute.py --out $(STATE)/notebooks
+
+browser: setup ## Open the report pages in headless Chromium (apt-get install chromium)
+	@command -v chromium >/dev/null || { echo "make browser needs chromium: apt-get install -y --no-install-recommends chromium"; exit 1; }
+	$(BIN)/python -m pytest tests/test_report.py -k chromium -s
 
 lint: setup ## ruff check and format check
 	$(BIN)/ruff check mobiterra jobs flows tests
