@@ -223,6 +223,10 @@ def _stop_group(proc: subprocess.Popen, grace_s: float = 20) -> None:
     proc.wait()
 
 
+def _exit_on_signal(signum: int, _frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.serve", description=__doc__)
     parser.add_argument("--events", type=Path, required=True)
@@ -240,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="for --start-server")
     args = parser.parse_args(argv)
+    # SIGTERM before Prefect's runner installs its own (graceful) handler must still run
+    # the finally blocks below, which stop the server we started
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     # `python -m flows.serve` runs this file as __main__: deploy the importable module's
     # flow so that runs find it as flows.serve.previous_month_report
     this = importlib.import_module("flows.serve")

@@ -110,6 +110,9 @@ def test_make_serve_registers_cron_and_timezone_in_a_real_server(tmp_path):
         assert params["baseline"] == "fixed:2020-02"
         assert "month" not in params  # computed at run time
 
+        while b"being served" not in (tmp_path / "serve.log").read_bytes():
+            assert time.monotonic() < deadline, "the runner did not start"
+            time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)  # Prefect's runner shuts down gracefully
         assert proc.wait(timeout=90) == 0
         assert not serve.healthy(api_url), "the server outlived `flows.serve`"
