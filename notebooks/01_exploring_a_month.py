@@ -135,7 +135,20 @@ per_resolution = (
     residents_dd.groupby("resolution")["residents"].agg(["count", "sum", "min", "max"]).compute()
 )
 per_resolution.columns = ["cells published", "residents", "smallest", "largest"]
+residents = residents_dd.compute()  # small: a pandas DataFrame from here on
 per_resolution
+
+# %% [markdown]
+# `residents_est` expands the subscriber counts to the whole population. The operator
+# sees only its own subscribers (and this sample only a small draw of them), so each
+# département gets a factor = INSEE residents / subscribers detected living there, in the
+# run's `expansion/` table; k always applies to the raw counts, never to the estimates.
+
+# %%
+expansion = sample_run.read_table(month_dir, "expansion")
+if expansion is not None:
+    display(expansion.sort_values("departement_code").head(10))
+    print(residents.groupby("resolution")[["residents", "residents_est"]].sum())
 
 # %% [markdown]
 # Every published count is at least k. The sums shrink at finer resolutions: more of the
@@ -146,7 +159,6 @@ per_resolution
 # cells into polygons; the département outlines come from `mobiterra.geo` (INSEE, IGN).
 
 # %%
-residents = residents_dd.compute()
 outlines = departements()
 
 

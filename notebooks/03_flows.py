@@ -19,8 +19,9 @@
 # Flows are where privacy bites hardest: a matrix has (cells)² entries, so the same
 # users are spread far thinner than in a table of residents.
 #
-# 1. **the published OD tables**: `od_trips` (trips per origin, destination and period)
-#    and `residence_shift` (February home → April home), at several resolutions;
+# 1. **the published OD tables**: `od_trips` (trips per origin, destination and period),
+#    `od_home_work` (home → daytime place) and `residence_shift` (February home → April
+#    home), at several resolutions;
 # 2. **a flow map** of the trips around Paris;
 # 3. **k and resolution**: the publication gate re-run on one count table at
 #    k = 5, 10, 20 and 50, to see how much each choice hides — and that what it publishes
@@ -93,6 +94,22 @@ if od is not None:
         rows=("trips", "size"), trips=("trips", "sum")
     )
     display(overview.unstack("diagonal", fill_value=0))
+
+# %% [markdown]
+# `od_home_work` is the month's commuting matrix: users per (home cell, daytime anchor
+# cell) — the anchor being the place seen on most weekdays between 09:00 and 17:00. It is
+# gated against the residents table too (the users leaving a home cell cannot exceed its
+# residents, and the difference must not expose a hidden count).
+
+# %%
+home_work = sample_run.read_table(month_dir, "od_home_work")
+if home_work is not None:
+    home_work["diagonal"] = home_work["origin_cell"] == home_work["destination_cell"]
+    display(
+        home_work.groupby(["resolution", "diagonal"])["users"]
+        .agg(["size", "sum"])
+        .unstack("diagonal", fill_value=0)
+    )
 
 # %% [markdown]
 # During the lockdown few trips leave their hexagon, and trips *between* hexagons are
