@@ -270,7 +270,7 @@ truth_pp = truth_share[MONTH] - truth_share[BASELINE]
 print(f"truth: {truth_share[BASELINE]:.2f} % → {truth_share[MONTH]:.2f} % of residents "
       f"in small towns and rural communes ({truth_pp:+.2f} pp)")  # fmt: skip
 
-indicator = pd.DataFrame()
+indicator = pd.DataFrame(columns=["unit", "share_change_pp"])  # stays empty without diagnostics
 if diagnostics is not None:
     classes = diagnostics[(diagnostics["kind"] == "territory")
                           & diagnostics["unit"].isin(["small_towns", "density_class"])]  # fmt: skip
