@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobs import diagnostics as D
+from jobs import diagnostics_gate as G
 from jobs import territorial_gate as tg
 from mobiterra.config import DegurbaParams
 
@@ -214,16 +215,16 @@ def hand_pairs(lost_yonne: int = 25, new_auxerre: int = 22) -> pd.DataFrame:
         (5, 5, 80), (6, 6, 40), (7, 7, 45), (8, 8, 60),  # stayers elsewhere
         (-1, 5, new_auxerre), (1, -1, 30), (6, -1, lost_yonne),  # new users, lost users
     ]  # fmt: skip
-    return pd.DataFrame(rows, columns=[D.BASE, D.CURRENT, D.USERS])
+    return pd.DataFrame(rows, columns=[G.BASE, G.CURRENT, D.USERS])
 
 
 def decide_all(pairs: pd.DataFrame | None = None):
     pairs = hand_pairs() if pairs is None else pairs
-    res = D.decide_residents(D._cells_users(pairs, D.CURRENT), CELL_COMMUNE, COMMUNES, K, None)
-    base = D.decide_residents(D._cells_users(pairs, D.BASE), CELL_COMMUNE, COMMUNES, K, None)
-    atoms = D.shift_atoms(pairs, CELL_COMMUNE, COMMUNES)
-    shift = D.decide_shift(
-        atoms, K, res, base, None, pairs[D.BASE].to_numpy(), pairs[D.CURRENT].to_numpy()
+    res = G.decide_residents(G.cells_users(pairs, G.CURRENT), CELL_COMMUNE, COMMUNES, K, None)
+    base = G.decide_residents(G.cells_users(pairs, G.BASE), CELL_COMMUNE, COMMUNES, K, None)
+    atoms = G.shift_atoms(pairs, CELL_COMMUNE, COMMUNES)
+    shift = G.decide_shift(
+        atoms, K, res, base, None, pairs[G.BASE].to_numpy(), pairs[G.CURRENT].to_numpy()
     )
     return res, base, shift, atoms
 
@@ -243,17 +244,17 @@ def test_departement_flows_and_movers_from_pairs():
         pub = d.sets[d.sets["status"].isna()]
         assert (pub["users"] >= K).all()
     # the attacker on this month's residents: every unit over the 8 home cells
-    cu = D._cells_users(hand_pairs(), D.CURRENT)
-    cells = D.unit_codes(cu["cell"].to_numpy(), CELL_COMMUNE, COMMUNES).assign(
+    cu = G.cells_users(hand_pairs(), G.CURRENT)
+    cells = G.unit_codes(cu["cell"].to_numpy(), CELL_COMMUNE, COMMUNES).assign(
         users=cu[D.USERS].to_numpy()
     )
-    kinds = [tg.SetKind(f"residents:{u}", u) for u in D.RESIDENT_UNITS]
+    kinds = [tg.SetKind(f"residents:{u}", u) for u in G.RESIDENT_UNITS]
     assert recoverable_small_groups(cells, res, kinds) == []
     # and on the shift, with both months' published totals as margins
-    fixed = D._margin_fixed(atoms, "c", res) + D._margin_fixed(atoms, "b", base)
+    fixed = G._margin_fixed(atoms, "c", res) + G._margin_fixed(atoms, "b", base)
     shift_kinds = [
         tg.SetKind(f"{n}:{u}", f"{n}:{u}")
-        for u in D.SHIFT_UNITS
+        for u in G.SHIFT_UNITS
         for n in (("in", "out") if u == "small_towns" else ("flow", "in", "out"))
     ]
     assert recoverable_small_groups(atoms, shift, shift_kinds, fixed) == []
@@ -261,7 +262,7 @@ def test_departement_flows_and_movers_from_pairs():
 
 SHIFT_KINDS = [
     tg.SetKind(f"{n}:{u}", f"{n}:{u}")
-    for u in D.SHIFT_UNITS
+    for u in G.SHIFT_UNITS
     for n in (("in", "out") if u == "small_towns" else ("flow", "in", "out"))
 ]
 
@@ -272,9 +273,9 @@ def test_a_flow_that_would_reveal_the_users_lost_in_a_departement_is_held_back()
     # = the 3 lost users. Residents of both months are published; the flow is not.
     pairs = hand_pairs(lost_yonne=3, new_auxerre=9)
     res, base, shift, atoms = decide_all(pairs)
-    fixed = D._margin_fixed(atoms, "c", res) + D._margin_fixed(atoms, "b", base)
+    fixed = G._margin_fixed(atoms, "c", res) + G._margin_fixed(atoms, "b", base)
     naive_shift = naive(atoms, SHIFT_KINDS)
-    lost = int(np.flatnonzero((pairs[D.BASE] == 6) & (pairs[D.CURRENT] == -1))[0])
+    lost = int(np.flatnonzero((pairs[G.BASE] == 6) & (pairs[G.CURRENT] == -1))[0])
     assert (lost,) in recoverable_small_groups(atoms, naive_shift, SHIFT_KINDS, fixed)
     assert recoverable_small_groups(atoms, shift, SHIFT_KINDS, fixed) == []
     assert "75>89" not in D.published_counts(shift, "flow:departement")
@@ -323,7 +324,7 @@ def test_h3_shift_cells_hiding_the_flows_do_not_hide_the_departement_flow():
         }
     )
     res, base, _, atoms = decide_all(pairs)
-    b, c = pairs[D.BASE].to_numpy(), pairs[D.CURRENT].to_numpy()
+    b, c = pairs[G.BASE].to_numpy(), pairs[G.CURRENT].to_numpy()
     # hand cell ids are not real H3 cells: the resolution parent of a fake id is not
     # meaningful, so give the fixed sets by hand (one per published stayer cell)
     codes = np.where((b == c) & (b >= 1) & (b <= 4), b, -1)
@@ -344,7 +345,7 @@ def test_pair_counts_with_and_without_baseline(spark):
     before = spark.createDataFrame(
         [("u1", 1), ("u2", 3), ("u4", 3)], f"{C.USER_KEY} string, {C.HOME_H3} long"
     )
-    got = D.pair_counts(homes, before).toPandas().sort_values([D.BASE, D.CURRENT])
+    got = G.pair_counts(homes, before).toPandas().sort_values([G.BASE, G.CURRENT])
     assert got.values.tolist() == [[-1, 2, 1], [1, 1, 1], [3, -1, 1], [3, 1, 1]]
-    alone = D.pair_counts(homes, None).toPandas().sort_values(D.CURRENT)
+    alone = G.pair_counts(homes, None).toPandas().sort_values(G.CURRENT)
     assert alone.values.tolist() == [[-1, 1, 2], [-1, 2, 1]]
