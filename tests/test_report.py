@@ -122,6 +122,39 @@ def _diagnostics() -> pd.DataFrame:
     return df.astype({c: "Int64" for c in longs} | {c: "float64" for c in doubles})
 
 
+DAY1, DAY2 = pd.Timestamp("2020-04-01T22:00Z"), pd.Timestamp("2020-04-02T22:00Z")
+
+
+def _mobility() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """od_trips (two days), present_population (two days), od_home_work (the month)."""
+    c5 = _cells(5)
+    od = pd.DataFrame(
+        [
+            (5, c5["89"], c5["75"], DAY1, "day", 130, 40),
+            (5, c5["89"], c5["75"], DAY2, "day", 120, 38),
+            (5, c5["75"], c5["89"], DAY1, "day", 90, 30),
+            (5, c5["75"], c5["75"], DAY1, "day", 900, 250),
+        ],
+        columns=[
+            "resolution",
+            "origin_cell",
+            "destination_cell",
+            "period_start",
+            "period",
+            "trips",
+            "users",
+        ],
+    ).astype({"resolution": "int32"})
+    present = pd.DataFrame(
+        [(5, c5["75"], DAY1, "day", 280, None), (5, c5["75"], DAY2, "day", 275, None)],
+        columns=["resolution", "h3_cell", "period_start", "period", "users", "users_est"],
+    ).astype({"resolution": "int32", "users_est": "float64"})
+    home_work = od.iloc[[0, 3]].assign(
+        period="month", period_start=pd.Timestamp("2020-03-31T22:00Z")
+    )
+    return od, present, home_work
+
+
 def _manifest(month: str, baseline: str | None, tables: dict) -> dict:
     return {
         "month": month,
@@ -167,7 +200,12 @@ def hand_out(tmp_path) -> Path:
     _write(residents, apr / "residents")
     _write(shift, apr / "residence_shift")
     _write(_diagnostics(), apr / "diagnostics")
+    od, present, home_work = _mobility()
+    _write(od, apr / "od_trips")
+    _write(present, apr / "present_population")
+    _write(home_work, apr / "od_home_work")
     counts = {"residents": len(residents), "residence_shift": len(shift), "diagnostics": 9}
+    counts |= {"od_trips": len(od), "present_population": len(present), "od_home_work": 2}
     (apr / "manifest.json").write_text(json.dumps(_manifest("2020-04", "2020-02", counts)))
     return tmp_path
 
@@ -183,13 +221,15 @@ def hand_report(hand_out) -> tuple[Path, dict]:
 
 def test_maps_of_the_month(hand_report):
     month, summary = hand_report
-    assert summary["maps"][:3] == [
+    assert summary["maps"][:5] == [
         "residents_change_france",
         "residents_change_departements",
         "residence_shift_flows",
+        "od_trips_flows",
+        "od_home_work_flows",
     ]
     # one map per département of the diagnostics table, in code order
-    assert summary["maps"][3:] == [
+    assert summary["maps"][5:] == [
         "residents_change_46",
         "residents_change_75",
         "residents_change_89",
@@ -209,7 +249,7 @@ def _published(month: Path, name: str) -> pd.DataFrame:
 def test_exports_open_in_geopandas_and_hold_exactly_the_published_rows(hand_report):
     month, _ = hand_report
     ex = month / "exports"
-    for name in ("residents", "residence_shift", "diagnostics"):
+    for name in ("residents", "residence_shift", "diagnostics", "od_trips", "present_population"):
         table = _published(month, name)
         csv = pd.read_csv(ex / f"{name}.csv", encoding="utf-8-sig", dtype={"code": str})
         gj = gpd.read_file(ex / f"{name}.geojson", engine="pyogrio")
@@ -218,8 +258,15 @@ def test_exports_open_in_geopandas_and_hold_exactly_the_published_rows(hand_repo
         for df in (csv, gj, gp):
             assert len(df) == len(table), name
             assert set(table.columns) <= set(df.columns), name
-        count = {"residents": "residents", "residence_shift": "users", "diagnostics": "residents"}
-        assert sorted(csv[count[name]].dropna()) == sorted(table[count[name]].dropna())
+        count = {"residents": "residents", "diagnostics": "residents"}.get(name, "users")
+        assert sorted(csv[count].dropna()) == sorted(table[count].dropna())
+    # instants as UTC ISO 8601 text, the same in every format
+    od = pd.read_csv(ex / "od_trips.csv")
+    assert sorted(set(od["period_start"])) == ["2020-04-01T22:00:00Z", "2020-04-02T22:00:00Z"]
+    od_gj = gpd.read_file(ex / "od_trips.geojson")
+    assert set(pd.to_datetime(od_gj["period_start"], utc=True)) == {DAY1, DAY2}
+    od_gp = gpd.read_file(ex / "od_trips.gpkg", layer="od_trips_r5")
+    assert set(pd.to_datetime(od_gp["period_start"], utc=True)) == {DAY1, DAY2}
     res = gpd.read_file(ex / "residents.gpkg", layer="residents_r5")
     assert (res.geom_type == "Polygon").all() and (res["resolution"] == 5).all()
     assert res.crs.to_epsg() == 4326
@@ -247,6 +294,8 @@ def test_exports_never_show_a_count_below_k(hand_report):
     for name, cols in (
         ("residents", ["residents"]),
         ("residence_shift", ["users"]),
+        ("od_trips", ["trips", "users"]),
+        ("present_population", ["users"]),
         ("diagnostics", ["residents", "residents_baseline", "users"]),
     ):
         csv = pd.read_csv(month / "exports" / f"{name}.csv", encoding="utf-8-sig")
@@ -259,7 +308,7 @@ def test_export_readme_gives_k_the_rule_and_every_column(hand_report):
     month, _ = hand_report
     text = (month / "exports" / "README.md").read_text()
     assert "k = 20" in text and "suppression secondaire" in text
-    for name in ("residents", "residence_shift", "diagnostics"):
+    for name in ("residents", "residence_shift", "diagnostics", "od_trips", "od_home_work"):
         assert f"## `{name}`" in text
         for col in _published(month, name).columns:
             assert f"| `{col}` |" in text, col
@@ -586,7 +635,7 @@ def test_chromium_opens_the_page_from_a_file_path(hand_report, chromium):
     page = _check_page(
         chromium, (month / "report" / "index.html").as_uri(), ARTIFACTS / "report-hand.png"
     )
-    assert len(page["images"]) == 6
+    assert len(page["images"]) == 8
 
 
 @needs_chromium

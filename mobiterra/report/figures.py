@@ -397,24 +397,29 @@ def build_maps(
     elif data.baseline_month is not None:
         notes.append(ctx.t("no_flow", k=data.k))
 
-    if "od_trips" in data.tables:
-        od, period = inputs.od_for_map(data.tables["od_trips"])
-        od_flows = inputs.cell_flows(od, C.TRIPS)
-        if not od_flows.empty:
-            res = int(od_flows[C.RESOLUTION].iloc[0])
-            period_note = "" if period == "month" else ctx.t("od_period_sum", period=period)
-            label = ctx.t("period_month") if period == "month" else period
-            made.append(
-                flow_map(
-                    ctx,
-                    od_flows,
-                    C.TRIPS,
-                    ctx.t("map_od_flows", period=label),
-                    ctx.t("od_note", res=res, period_note=period_note),
-                    ctx.t("legend_trips"),
-                    maps_dir / "od_flows",
-                )
+    for table, value, title_key, legend_key in (
+        ("od_trips", C.TRIPS, "map_od_flows", "legend_trips"),
+        ("od_home_work", C.USERS, "map_home_work", "legend_users"),
+    ):
+        if table not in data.tables:
+            continue
+        od, period = inputs.od_for_map(data.tables[table])
+        od_flows = inputs.cell_flows(od, value)
+        if od_flows.empty:
+            continue
+        res = int(od_flows[C.RESOLUTION].iloc[0])
+        period_note = "" if period == "month" else ctx.t("od_period_sum", period=period)
+        made.append(
+            flow_map(
+                ctx,
+                od_flows,
+                value,
+                ctx.t(title_key, month=ctx.month),
+                ctx.t("od_note", res=res, period_note=period_note),
+                ctx.t(legend_key),
+                maps_dir / f"{table}_flows",
             )
+        )
 
     if change is not None and not change.empty:
         cells = with_departement(maps.hexagons(change), ctx)

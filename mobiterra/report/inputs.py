@@ -18,7 +18,14 @@ import pandas as pd
 from mobiterra import columns as C
 
 # Published tables, in the order the page lists them (jobs.stages / jobs.diagnostics).
-TABLES = ("residents", "residence_shift", "present_population", "od_trips", "diagnostics")
+TABLES = (
+    "residents",
+    "residence_shift",
+    "present_population",
+    "od_trips",
+    "od_home_work",
+    "diagnostics",
+)
 # OD periods from the longest: the map shows the first one published.
 OD_PERIODS = ("month", "day", "daytime", "evening", "night", "hour")
 

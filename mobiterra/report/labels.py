@@ -106,7 +106,8 @@ TEXT = {
         "map_change_deps": "Évolution des résidents par département, {month} vs {baseline}",
         "map_shift_net": "Solde des déménagements publiés, {month}",
         "map_shift_flows": "Principaux déménagements (résidence {baseline} → {month})",
-        "map_od_flows": "Principaux déplacements ({period})",
+        "map_od_flows": "Principaux déplacements entre hexagones, {month}",
+        "map_home_work": "Principaux trajets domicile → travail, {month}",
         "legend_change": "Évolution des résidents",
         "legend_net": "Solde (usagers)",
         "legend_users": "Usagers",
@@ -118,9 +119,9 @@ TEXT = {
         "vers le nouveau département de résidence.",
         "flows_hex_note": "Flux entre hexagones H3 de résolution {res}, la plus grossière "
         "ayant des flux publiés.",
-        "od_note": "Trajets entre hexagones H3 de résolution {res}{period_note}.",
-        "od_period_sum": " ; somme des périodes « {period} » publiées",
-        "period_month": "mois",
+        "od_note": "Flux entre hexagones H3 de résolution {res}, la plus grossière ayant des "
+        "flux publiés entre deux hexagones{period_note}.",
+        "od_period_sum": " ; trajets sommés sur les périodes « {period} » publiées",
         "lang_other": "English",
     },
     "en": {
@@ -194,7 +195,8 @@ TEXT = {
         "map_change_deps": "Change in residents by département, {month} vs {baseline}",
         "map_shift_net": "Net published moves, {month}",
         "map_shift_flows": "Largest residence moves ({baseline} home → {month} home)",
-        "map_od_flows": "Largest trip flows ({period})",
+        "map_od_flows": "Largest trip flows between hexagons, {month}",
+        "map_home_work": "Largest home → work flows, {month}",
         "legend_change": "Change in residents",
         "legend_net": "Net (users)",
         "legend_users": "Users",
@@ -206,9 +208,9 @@ TEXT = {
         "former to the new département of residence.",
         "flows_hex_note": "Flows between H3 hexagons of resolution {res}, the coarsest with "
         "published flows.",
-        "od_note": "Trips between H3 hexagons of resolution {res}{period_note}.",
-        "od_period_sum": "; sum of the published '{period}' periods",
-        "period_month": "month",
+        "od_note": "Flows between H3 hexagons of resolution {res}, the coarsest with published "
+        "flows between two hexagons{period_note}.",
+        "od_period_sum": "; trips summed over the published '{period}' periods",
         "lang_other": "Français",
     },
 }

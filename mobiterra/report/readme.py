@@ -168,6 +168,10 @@ TABLE_TITLES = {
         "Present population per hexagon and period",
     ),
     "od_trips": ("Trajets origine-destination par période", "Origin-destination trips per period"),
+    "od_home_work": (
+        "Domicile → lieu de travail (période month)",
+        "Home -> daytime anchor (work), period month",
+    ),
     "diagnostics": ("Diagnostics territoriaux", "Territorial diagnostics"),
 }
 
