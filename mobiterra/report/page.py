@@ -168,12 +168,15 @@ def headline(data: MonthOutputs, lang: str, extremes: list[dict] = ()) -> list[s
     small = _diag(data, kind="territory", unit="small_towns")
     if len(small) and _val(small.iloc[0], "share_change_pp") is not None:
         s = small.iloc[0]
-        net = number(_val(s, "net_shift"), lang, signed=True)
+        net = _val(s, "net_shift")
+        note = t["small_towns_note"]
+        if net is not None:
+            note += " ; " + t["small_towns_net"].format(net=number(net, lang, signed=True))
         cards.append(
             _card(
                 t["small_towns"],
                 f"{number(_val(s, 'share_change_pp'), lang, signed=True, digits=2)} pt",
-                t["small_towns_note"].format(net=net),
+                note,
                 _signed_class(_val(s, "share_change_pp")),
             )
         )
@@ -212,6 +215,8 @@ def departements_table(data: MonthOutputs, lang: str) -> str:
         ]
         for _, r in rows.iterrows()
     ]
+    if rows["net_shift"].isna().all():  # every net shift suppressed: no empty column
+        head, body = head[:-1], [b[:-1] for b in body]
     return f"<h3>{_e(t['territories'])}</h3>" + _table(head, body, {1, 2, 3, 4, 5})
 
 
