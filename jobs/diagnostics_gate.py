@@ -38,8 +38,9 @@ RESIDENT_UNITS = {
     "commune": 1.0,
 }
 # Units of the residence shift (flows, movers in and out): département flows are the ones
-# planners (and the validation) read, class flows come next.
-SHIFT_UNITS = {"departement": 3.0, "density_class": 1.0, "small_towns": 1.0}
+# planners (and the validation) read, then the small-towns group (the headline indicator),
+# then the density classes.
+SHIFT_UNITS = {"departement": 3.0, "small_towns": 2.0, "density_class": 1.0}
 # Residents totals the shift is gated against (margins): the shift's own units and France.
 MARGIN_UNITS = ("france", "departement", "density_class", "small_towns")
 BASE = "b"  # atoms: baseline home cell (int64, BLOCK_NONE without one)
@@ -188,9 +189,13 @@ def decide_shift(
     for unit, protect in SHIFT_UNITS.items():
         names = ("in", "out") if unit == "small_towns" else ("flow", "in", "out")
         kinds += [tg.SetKind(f"{n}:{unit}", f"{n}:{unit}", protect) for n in names]
-    fixed = _margin_fixed(atoms, "c", residents) + _margin_fixed(atoms, "b", baseline_residents)
+    # This month's totals are audited exactly with the shift; the baseline month is another
+    # release: its totals minus the flows out of them must not be in [1, k) (direct rule),
+    # and month-over-month differences are changes (docs/privacy.md "Two monthly releases").
+    fixed = _margin_fixed(atoms, "c", residents)
+    totals = _margin_fixed(atoms, "b", baseline_residents)
     covers = [] if h3_shift is None else _h3_pair_fixed(b, c, h3_shift)
-    return tg.decide(atoms, kinds, k, fixed=fixed, covers=covers)
+    return tg.decide(atoms, kinds, k, fixed=fixed, covers=covers, totals=totals)
 
 
 def cells_users(pairs: pd.DataFrame, side: str) -> pd.DataFrame:

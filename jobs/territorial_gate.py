@@ -232,6 +232,7 @@ def decide(
     users: str = "users",
     fixed: list[FixedSets] = (),
     covers: list[FixedSets] = (),
+    totals: list[FixedSets] = (),
 ) -> Decision:
     """Publish or suppress every candidate set of ``kinds`` over ``atoms``.
 
@@ -241,6 +242,9 @@ def decide(
     table; a candidate set minus the published cover cells lying entirely inside it must
     not be in [1, k), and no such set may follow from the published ones (the direct
     rule; chains through cells straddling territories are not audited, docs/privacy.md).
+    ``totals``: published totals of another release that candidate sets lie inside (the
+    baseline month's residents for the residence shift): a total minus the published
+    candidate sets inside it must not be in [1, k) (direct rule, as jobs.gate's margins).
     """
     if k < 2:
         raise ValueError(f"k must be at least 2, got {k}")
@@ -257,7 +261,7 @@ def decide(
         bad = (status[j] == None) & (residual[j] >= 1) & (residual[j] < k)  # noqa: E711
         status[j][bad] = SECONDARY
         against_cover += [(j, int(c)) for c in np.flatnonzero(bad)]
-    audit = _Audit(w, codes, list(fixed), k, against_cover)
+    audit = _Audit(w, codes, list(fixed), k, against_cover, list(totals))
     pub = [np.zeros(len(lab), dtype=bool) for lab in labels]
     # most protected kinds first, then the biggest sets: a set that would expose a small
     # group given what is already published is left out (and every set after it is
@@ -289,14 +293,52 @@ def decide(
 class _Audit:
     """Whether a family of published sets is safe; adds candidates by bisection."""
 
-    def __init__(self, w, codes, fixed, k, hidden):
+    def __init__(self, w, codes, fixed, k, hidden, totals=()):
         self.w, self.codes, self.fixed, self.k, self.hidden = w, codes, fixed, k, hidden
+        self.totals = list(totals)
         self.checks = 0
+        # per total layer and kind: the total holding each candidate set entirely, or -1
+        self.holder = []
+        for f in self.totals:
+            per_kind = []
+            for j in range(codes.shape[1]):
+                on = (codes[:, j] >= 0) & (f.codes >= 0)
+                n = int(codes[:, j].max()) + 1 if len(codes) else 0
+                lo = np.full(n, np.iinfo(np.int64).max)
+                hi = np.full(n, -1)
+                np.minimum.at(lo, codes[on, j], f.codes[on])
+                np.maximum.at(hi, codes[on, j], f.codes[on])
+                # a set with an atom outside every total (-1) is in no total
+                outside = np.zeros(n, dtype=bool)
+                off = (codes[:, j] >= 0) & (f.codes < 0)
+                outside[codes[off, j]] = True
+                per_kind.append(np.where((lo == hi) & ~outside, hi, -1))
+            self.holder.append(per_kind)
+
+    def totals_safe(self, pub: list[np.ndarray]) -> bool:
+        """Each published total minus the published candidate sets inside it: 0 or >= k."""
+        for f, per_kind in zip(self.totals, self.holder, strict=True):
+            covered = np.zeros(len(self.w), dtype=bool)
+            for j, holder in enumerate(per_kind):
+                cj = self.codes[:, j]
+                on = cj >= 0
+                ok = np.zeros(len(self.w), dtype=bool)
+                ok[on] = pub[j][cj[on]] & (holder[cj[on]] >= 0)
+                covered |= ok
+            has = f.published_mask()
+            if not has.any():
+                continue
+            resid = np.bincount(f.codes[has], weights=(self.w * ~covered)[has])
+            if np.any((resid >= 1) & (resid < self.k)):
+                return False
+        return True
 
     def safe(self, pub: list[np.ndarray]) -> bool:
         """No combination isolating small groups beyond those the fixed sets alone give
         (same blocks), and no set the direct rule forbids follows from the published."""
         self.checks += 1
+        if not self.totals_safe(pub):
+            return False
         sig, inverse, bval = _blocks(self.w, self.codes, pub, self.fixed)
         n = self.codes.shape[1]
         everything = small_dimension(_rows(sig), bval, self.k)

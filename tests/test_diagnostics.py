@@ -267,19 +267,37 @@ SHIFT_KINDS = [
 ]
 
 
-def test_a_flow_that_would_reveal_the_users_lost_in_a_departement_is_held_back():
-    # 3 Yonne users have no home in April, 9 new users live in Auxerre (the only "town"):
-    # residents(89, Feb) - residents(89, Apr) + flow(75 -> 89) + (town Apr - town Feb)
-    # = the 3 lost users. Residents of both months are published; the flow is not.
-    pairs = hand_pairs(lost_yonne=3, new_auxerre=9)
+def test_movers_in_that_would_reveal_a_small_flow_are_held_back():
+    # 3 users move from Cantal to a Yonne village beside the 30 Parisians: published
+    # together, "movers into the Yonne: 33" and "Paris -> Yonne: 30" give the 3 away
+    pairs = pd.concat(
+        [hand_pairs(), pd.DataFrame({G.BASE: [8], G.CURRENT: [7], G.USERS: [3]})],
+        ignore_index=True,
+    )
     res, base, shift, atoms = decide_all(pairs)
-    fixed = G._margin_fixed(atoms, "c", res) + G._margin_fixed(atoms, "b", base)
+    fixed = G._margin_fixed(atoms, "c", res)  # this month's totals, audited with the shift
     naive_shift = naive(atoms, SHIFT_KINDS)
-    lost = int(np.flatnonzero((pairs[G.BASE] == 6) & (pairs[G.CURRENT] == -1))[0])
-    assert (lost,) in recoverable_small_groups(atoms, naive_shift, SHIFT_KINDS, fixed)
+    moved = int(np.flatnonzero((pairs[G.BASE] == 8) & (pairs[G.CURRENT] == 7))[0])
+    assert (moved,) in recoverable_small_groups(atoms, naive_shift, SHIFT_KINDS, fixed)
     assert recoverable_small_groups(atoms, shift, SHIFT_KINDS, fixed) == []
-    assert "75>89" not in D.published_counts(shift, "flow:departement")
-    assert D.published_counts(shift, "flow:departement").to_dict() == {"75>15": 25}
+    assert D.published_counts(shift, "flow:departement").to_dict() == {"75>89": 30, "75>15": 25}
+    assert "89" not in D.published_counts(shift, "in:departement")
+
+
+def test_baseline_total_minus_the_flows_out_of_it_is_not_small():
+    # every February resident of Cantal but 5 moved to the Yonne: Cantal's February total
+    # (published by that release) minus "Cantal -> Yonne" would give the 5 who stayed
+    rows = [(1, 1, 200), (8, 8, 5), (8, 6, 40), (6, 6, 50), (7, 7, 60), (5, 5, 80)]
+    pairs = pd.DataFrame(rows, columns=[G.BASE, G.CURRENT, G.USERS])
+    res, base, shift, atoms = decide_all(pairs)
+    assert D.published_counts(base, "residents:departement")["15"] == 45
+    flows = D.published_counts(shift, "flow:departement")
+    outs = D.published_counts(shift, "out:departement")
+    assert "15>89" not in flows and "15" not in outs
+    # the same with 25 stayers: the flow is published
+    pairs.loc[pairs[G.BASE].eq(8) & pairs[G.CURRENT].eq(8), G.USERS] = 25
+    res, base, shift, atoms = decide_all(pairs)
+    assert D.published_counts(shift, "flow:departement").to_dict() == {"15>89": 40}
 
 
 def test_table_changes_shares_small_towns_and_schema():
