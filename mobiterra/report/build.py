@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mobiterra.config import ReportParams, RunConfig
 from mobiterra.report import inputs
+from mobiterra.report.context import Context
 from mobiterra.report.labels import TEXT, month_label
 
 OUTPUTS = ("maps", "exports", "report")
@@ -50,7 +51,7 @@ def build_report(
     work = month_dir / f".report-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     try:
-        ctx = figures.Context(
+        ctx = Context(
             data=data,
             lang=lang,
             source=params.source,

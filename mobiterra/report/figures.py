@@ -6,106 +6,27 @@ the words, and writes ``maps/<name>.png`` and ``.svg``.
 
 from __future__ import annotations
 
-import functools
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
-import h3
 import pandas as pd
 
 from mobiterra import columns as C
 from mobiterra import maps
-from mobiterra.report import inputs
-from mobiterra.report.labels import TEXT, month_label, number
+from mobiterra.report import flow_figures, inputs
+from mobiterra.report.context import Context, MapFile, finish, hex_note
+from mobiterra.report.labels import number
 
 # A département map uses the finest resolution still covering this share of the residents
 # that its coarsest published resolution covers (finer = more detail, fewer cells published).
 DEPARTEMENT_COVERAGE = 0.75
-# Flow maps are framed on their arrows, never tighter than this (metres, Lambert-93).
-MIN_FRAME_M = 80_000
 # Hexagons whose change is labelled on the national map (largest absolute changes).
 LABELLED_CELLS = 3
 # Hexagons this fine (<= 36 km²) lie mostly in the département of their centre.
 DETAIL_RESOLUTION = 6
 # Largest communes named on a département map (fewer when they would overlap).
 COMMUNE_LABELS = 8
-
-
-@dataclass
-class MapFile:
-    name: str  # file stem under maps/
-    title: str
-    note: str  # what is drawn (resolution, source table)
-    caption: str  # note + k and the suppression rule + source, as printed under the map
-    files: list[Path]
-    scope: str = "france"  # or "departement"
-
-
-@dataclass
-class Context:
-    data: inputs.MonthOutputs
-    lang: str
-    source: str
-    max_flows: int
-    departements: gpd.GeoDataFrame  # outlines, Lambert-93
-
-    def outlines(self, bounds) -> gpd.GeoDataFrame:
-        """Département outlines around ``bounds`` (Lambert-93), simplified to the scale: a
-        national map does not need 10 m vertices (and its SVG stays small)."""
-        xmin, ymin, xmax, ymax = bounds
-        width = max(xmax - xmin, ymax - ymin)
-        box = (xmin - width, ymin - width, xmax + width, ymax + width)
-        geom = self.departements.geometry.clip_by_rect(*box).simplify(width / 2000)
-        out = self.departements.assign(geometry=geom.values)
-        return out[~out.geometry.is_empty]
-
-    @functools.cached_property
-    def commune_points(self) -> gpd.GeoDataFrame:
-        """Communes as points (Lambert-93) with population and département."""
-        from mobiterra.geo import communes
-
-        com = communes()
-        x, y = maps.to_lambert(com["rep_lon"], com["rep_lat"])
-        return gpd.GeoDataFrame(
-            com[["commune_code", "departement_code", "population"]],
-            geometry=gpd.points_from_xy(x, y),
-            crs=maps.LAMBERT93,
-        )
-
-    def t(self, key: str, **kw) -> str:
-        return TEXT[self.lang][key].format(**kw)
-
-    @property
-    def month(self) -> str:
-        return month_label(self.data.month, self.lang)
-
-    @property
-    def baseline(self) -> str:
-        return month_label(self.data.baseline_month, self.lang)
-
-    def caption(self, *notes: str) -> str:
-        k = self.data.k
-        parts = [*notes, self.t("suppression_rule", k=k), f"Source : {self.source}."]
-        if self.lang == "en":
-            parts[-1] = f"Source: {self.source}."
-        return " ".join(p for p in parts if p)
-
-
-def _finish(
-    ctx: Context, ax, title: str, notes: list[str], stem: Path, scope: str = "france"
-) -> MapFile:
-    ax.set_title(title, loc="left", fontsize=12, fontweight="bold")
-    maps.add_scale_bar(ax)
-    caption = ctx.caption(*notes)
-    maps.add_caption(ax, caption)
-    return MapFile(stem.name, title, " ".join(notes), caption, maps.save_map(ax, stem), scope)
-
-
-def hex_note(ctx: Context, res: int, both_months: bool = True) -> str:
-    area = number(h3.average_hexagon_area(res, "km^2"), ctx.lang, digits=0 if res < 7 else 1)
-    return ctx.t("hex_note" if both_months else "hex_note_one", res=res, area=area)
 
 
 def change_cells(data: inputs.MonthOutputs) -> pd.DataFrame | None:
@@ -221,7 +142,7 @@ def national_map(ctx: Context, published: pd.DataFrame, maps_dir: Path) -> MapFi
             )
     stem, title, _ = _map_names(ctx, cells)
     notes = [hex_note(ctx, res, "residents_change" in cells), ctx.t("residents_def")]
-    return _finish(ctx, ax, title, notes, maps_dir / f"{stem}_france")
+    return finish(ctx, ax, title, notes, maps_dir / f"{stem}_france")
 
 
 def _weight(cells: pd.DataFrame) -> str:
@@ -263,7 +184,7 @@ def departement_map(
     stem, _, key = _map_names(ctx, cells)
     title = ctx.t(key, name=name, code=code, month=ctx.month, baseline=ctx.baseline)
     notes = [hex_note(ctx, res, "residents_change" in cells), ctx.t("residents_def")]
-    return _finish(ctx, ax, title, notes, maps_dir / f"{stem}_{code}", "departement")
+    return finish(ctx, ax, title, notes, maps_dir / f"{stem}_{code}", "departement")
 
 
 def short_name(commune: str) -> str:
@@ -310,46 +231,7 @@ def departements_change_map(
     maps.label_points(ax, pts.x, pts.y, texts, min_distance=0, fontsize=7.5)
     title = ctx.t("map_change_deps", month=ctx.month, baseline=ctx.baseline)
     notes = [ctx.t("deps_note"), ctx.t("residents_def")]
-    return _finish(ctx, ax, title, notes, maps_dir / "residents_change_departements")
-
-
-def departement_flows(ctx: Context, diagnostics: pd.DataFrame) -> pd.DataFrame:
-    """Published residence-shift flows between départements, with their centres."""
-    rows = diagnostics[
-        (diagnostics["kind"] == "flow")
-        & (diagnostics["unit"] == "departement")
-        & diagnostics["users"].notna()
-        & (diagnostics["origin_code"] != diagnostics["destination_code"])
-    ]
-    pts = ctx.departements.set_index("departement_code").geometry.representative_point()
-    pts = gpd.GeoSeries(pts, crs=maps.LAMBERT93).to_crs("EPSG:4326")
-    rows = rows[rows["origin_code"].isin(pts.index) & rows["destination_code"].isin(pts.index)]
-    o, d = pts.loc[rows["origin_code"]], pts.loc[rows["destination_code"]]
-    return rows.assign(
-        origin_lon=o.x.to_numpy(),
-        origin_lat=o.y.to_numpy(),
-        destination_lon=d.x.to_numpy(),
-        destination_lat=d.y.to_numpy(),
-    )
-
-
-def flow_map(
-    ctx: Context, flows: pd.DataFrame, value: str, title: str, note: str, legend: str, stem: Path
-) -> MapFile | None:
-    """Curved arrows of the largest flows, framed on them, over the département outlines
-    (the départements at the ends named, for flows between départements)."""
-    if flows.empty:
-        return None
-    top = flows.nlargest(ctx.max_flows, value)
-    bounds = maps.frame(maps.flow_bounds(top), MIN_FRAME_M, ratio=1.0)
-    ax = maps.new_map((9.5, 8.5))
-    ends = []
-    if "origin_code" in top:
-        ends = list(dict.fromkeys([*top["origin_code"], *top["destination_code"]]))
-    maps.plot_outlines(ctx.outlines(bounds), ax=ax, highlight=ends, label="departement_name")
-    maps.plot_flows(top, value, ax=ax, max_flows=ctx.max_flows, legend_title=legend)
-    maps.set_extent(ax, bounds, pad=0.08)
-    return _finish(ctx, ax, title, [note], stem)
+    return finish(ctx, ax, title, notes, maps_dir / "residents_change_departements")
 
 
 def build_maps(
@@ -374,52 +256,9 @@ def build_maps(
     if diagnostics is not None:
         made.append(departements_change_map(ctx, diagnostics, maps_dir))
 
-    # residence shift: département flows (diagnostics) when published, else H3 flows
-    shift_title = ctx.t("map_shift_flows", month=ctx.month, baseline=ctx.baseline)
-    flows = departement_flows(ctx, diagnostics) if diagnostics is not None else pd.DataFrame()
-    note = ctx.t("flows_dep_note")
-    if flows.empty and "residence_shift" in data.tables:
-        flows = inputs.cell_flows(data.tables["residence_shift"], C.USERS)
-        res = inputs.flow_resolution(data.tables["residence_shift"])
-        note = ctx.t("flows_hex_note", res=res)
-    if not flows.empty:
-        made.append(
-            flow_map(
-                ctx,
-                flows,
-                C.USERS,
-                shift_title,
-                note,
-                ctx.t("legend_users"),
-                maps_dir / "residence_shift_flows",
-            )
-        )
-    elif data.baseline_month is not None:
-        notes.append(ctx.t("no_flow", k=data.k))
-
-    for table, value, title_key, legend_key in (
-        ("od_trips", C.TRIPS, "map_od_flows", "legend_trips"),
-        ("od_home_work", C.USERS, "map_home_work", "legend_users"),
-    ):
-        if table not in data.tables:
-            continue
-        od, period = inputs.od_for_map(data.tables[table])
-        od_flows = inputs.cell_flows(od, value)
-        if od_flows.empty:
-            continue
-        res = int(od_flows[C.RESOLUTION].iloc[0])
-        period_note = "" if period == "month" else ctx.t("od_period_sum", period=period)
-        made.append(
-            flow_map(
-                ctx,
-                od_flows,
-                value,
-                ctx.t(title_key, month=ctx.month),
-                ctx.t("od_note", res=res, period_note=period_note),
-                ctx.t(legend_key),
-                maps_dir / f"{table}_flows",
-            )
-        )
+    flows, flow_notes = flow_figures.flow_maps(ctx, maps_dir)
+    made += flows
+    notes += flow_notes
 
     if change is not None and not change.empty:
         cells = with_departement(maps.hexagons(change), ctx)

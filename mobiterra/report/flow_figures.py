@@ -1,0 +1,114 @@
+"""Flow maps: residence moves between départements (or hexagons) and trip flows.
+
+Only published flows are drawn: the diagnostics table's département flows, else the
+coarsest H3 resolution of a flow table that has flows between two different cells.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+
+from mobiterra import columns as C
+from mobiterra import maps
+from mobiterra.report import inputs
+from mobiterra.report.context import Context, MapFile, finish
+
+# Flow maps are framed on their arrows, never tighter than this (metres, Lambert-93).
+MIN_FRAME_M = 80_000
+
+
+def departement_flows(ctx: Context, diagnostics: pd.DataFrame) -> pd.DataFrame:
+    """Published residence-shift flows between départements, with their centres."""
+    rows = diagnostics[
+        (diagnostics["kind"] == "flow")
+        & (diagnostics["unit"] == "departement")
+        & diagnostics["users"].notna()
+        & (diagnostics["origin_code"] != diagnostics["destination_code"])
+    ]
+    pts = ctx.departements.set_index("departement_code").geometry.representative_point()
+    pts = gpd.GeoSeries(pts, crs=maps.LAMBERT93).to_crs("EPSG:4326")
+    rows = rows[rows["origin_code"].isin(pts.index) & rows["destination_code"].isin(pts.index)]
+    o, d = pts.loc[rows["origin_code"]], pts.loc[rows["destination_code"]]
+    return rows.assign(
+        origin_lon=o.x.to_numpy(),
+        origin_lat=o.y.to_numpy(),
+        destination_lon=d.x.to_numpy(),
+        destination_lat=d.y.to_numpy(),
+    )
+
+
+def flow_map(
+    ctx: Context, flows: pd.DataFrame, value: str, title: str, note: str, legend: str, stem: Path
+) -> MapFile | None:
+    """Curved arrows of the largest flows, framed on them, over the département outlines
+    (the départements at the ends named, for flows between départements)."""
+    if flows.empty:
+        return None
+    top = flows.nlargest(ctx.max_flows, value)
+    bounds = maps.frame(maps.flow_bounds(top), MIN_FRAME_M, ratio=1.0)
+    ax = maps.new_map((9.5, 8.5))
+    ends = []
+    if "origin_code" in top:
+        ends = list(dict.fromkeys([*top["origin_code"], *top["destination_code"]]))
+    maps.plot_outlines(ctx.outlines(bounds), ax=ax, highlight=ends, label="departement_name")
+    maps.plot_flows(top, value, ax=ax, max_flows=ctx.max_flows, legend_title=legend)
+    maps.set_extent(ax, bounds, pad=0.08)
+    return finish(ctx, ax, title, [note], stem)
+
+
+def flow_maps(ctx: Context, maps_dir: Path) -> tuple[list[MapFile], list[str]]:
+    """The residence-shift flow map and the OD flow maps; notes on those not drawn."""
+    made: list[MapFile | None] = []
+    notes: list[str] = []
+    data = ctx.data
+    diagnostics = data.tables.get("diagnostics")
+    # residence shift: département flows (diagnostics) when published, else H3 flows
+    shift_title = ctx.t("map_shift_flows", month=ctx.month, baseline=ctx.baseline)
+    flows = departement_flows(ctx, diagnostics) if diagnostics is not None else pd.DataFrame()
+    note = ctx.t("flows_dep_note")
+    if flows.empty and "residence_shift" in data.tables:
+        flows = inputs.cell_flows(data.tables["residence_shift"], C.USERS)
+        res = inputs.flow_resolution(data.tables["residence_shift"])
+        note = ctx.t("flows_hex_note", res=res)
+    if not flows.empty:
+        made.append(
+            flow_map(
+                ctx,
+                flows,
+                C.USERS,
+                shift_title,
+                note,
+                ctx.t("legend_users"),
+                maps_dir / "residence_shift_flows",
+            )
+        )
+    elif data.baseline_month is not None:
+        notes.append(ctx.t("no_flow", k=data.k))
+
+    for table, value, title_key, legend_key in (
+        ("od_trips", C.TRIPS, "map_od_flows", "legend_trips"),
+        ("od_home_work", C.USERS, "map_home_work", "legend_users"),
+    ):
+        if table not in data.tables:
+            continue
+        od, period = inputs.od_for_map(data.tables[table])
+        od_flows = inputs.cell_flows(od, value)
+        if od_flows.empty:
+            continue
+        res = int(od_flows[C.RESOLUTION].iloc[0])
+        period_note = "" if period == "month" else ctx.t("od_period_sum", period=period)
+        made.append(
+            flow_map(
+                ctx,
+                od_flows,
+                value,
+                ctx.t(title_key, month=ctx.month),
+                ctx.t("od_note", res=res, period_note=period_note),
+                ctx.t(legend_key),
+                maps_dir / f"{table}_flows",
+            )
+        )
+    return [m for m in made if m is not None], notes
