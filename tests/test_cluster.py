@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pyspark
 import pytest
-from small_sample import CELLS, assert_same_month, write_small_events
+from small_sample import CELLS, ROOT, assert_same_month, write_small_events
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +31,14 @@ MOBITERRA = Path(sys.executable).parent / "mobiterra"
 MONTH, BASELINE = "2020-04", "2020-02"
 START_TIMEOUT_S = 180
 RUN_TIMEOUT_S = 600
+LIGHT_CONFIG = """
+[engine]
+shuffle_partitions = 2
+[presence]
+periods = ["day"]
+[od]
+periods = ["day"]
+"""
 
 
 def free_port() -> int:
@@ -86,7 +94,7 @@ def service(
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    """The runs' working folder (their coverage cache is shared under .state/)."""
+    """Inputs, outputs, logs and the services' folders of this module's runs."""
     return tmp_path_factory.mktemp("cluster")
 
 
@@ -100,9 +108,10 @@ def events(workdir) -> Path:
 def run_month(workdir: Path, events: Path, name: str, *engine: str) -> Path:
     """``mobiterra run`` in a subprocess with absolute paths; returns OUT/MONTH."""
     out = workdir / f"out-{name}"
-    config = workdir / "engine.toml"
-    # a small input: few shuffle partitions (the default 8 suits the sample's full size)
-    config.write_text("[engine]\nshuffle_partitions = 2\n")
+    config = workdir / "light.toml"
+    # a small input: few shuffle partitions (the default 8 suits the sample's full size),
+    # and one period per mobility table (hours dominate their volume)
+    config.write_text(LIGHT_CONFIG)
     cmd = [
         str(MOBITERRA), "run", "--events", str(events), "--cells", str(CELLS),
         "--month", MONTH, "--baseline-month", BASELINE, "--out", str(out),
@@ -112,7 +121,8 @@ def run_month(workdir: Path, events: Path, name: str, *engine: str) -> Path:
         *engine,
     ]  # fmt: skip
     done = subprocess.run(
-        cmd, cwd=workdir, env={**os.environ, "PYSPARK_PYTHON": sys.executable},
+        # from the checkout: its .state/cache (coverage, DEGURBA grid) is built once
+        cmd, cwd=ROOT, env={**os.environ, "PYSPARK_PYTHON": sys.executable},
         capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

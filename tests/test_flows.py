@@ -212,7 +212,10 @@ def _cfg(tmp_path: Path, events: Path, month: str = "2020-04", **kw) -> RunConfi
             "out": str(tmp_path / "out"),
             "work_dir": str(tmp_path / "work"),
             "engine": {"shuffle_partitions": 2},  # the shared test session's setting
-            "resolutions": [6, 7, 8],  # fewer levels for the gate: the flow is the point
+            # the flow is the point: fewer levels for the gate, one period per mobility table
+            "resolutions": [6, 7, 8],
+            "presence": {"periods": ["day"]},
+            "od": {"periods": ["day"]},
             "quiet": True,
             **kw,
         }
