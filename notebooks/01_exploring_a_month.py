@@ -23,7 +23,8 @@
 # 3. **residents**: where subscribers usually spend the night, read with *dask*;
 # 4. **present population by hour**: who is where, hour by hour;
 # 5. **suppression**: what the privacy gate hid, table by table and resolution by
-#    resolution.
+#    resolution;
+# 6. the maps and report page the same run made for planners.
 #
 # Everything published is a count of **distinct users** per hexagon. No number rests on
 # fewer than *k* users (k = 20 by default): a hexagon with fewer users is *suppressed*
@@ -39,10 +40,11 @@ import dask.dataframe as dd
 import h3
 import matplotlib.pyplot as plt
 import pandas as pd
-from mobiterra.geo import departements
-from mobiterra.geo.grid import cells_geodataframe
+from IPython.display import Image
 
 import sample_run  # notebooks/sample_run.py: finds a run's outputs, makes them if missing
+from mobiterra.geo import departements
+from mobiterra.geo.grid import cells_geodataframe
 
 # figures inline, whatever MPLBACKEND says (make exports Agg; mobiterra.maps selects it)
 # %matplotlib inline
@@ -147,7 +149,12 @@ per_resolution
 # %%
 expansion = sample_run.read_table(month_dir, "expansion")
 if expansion is not None:
-    display(expansion.sort_values("departement_code").head(10))
+    calibrated = expansion[expansion["status"] == "calibrated"]
+    print(
+        f"{len(calibrated)} départements calibrated (enough residents detected), "
+        f"{len(expansion) - len(calibrated)} not (no factor: their estimates stay null)"
+    )
+    display(calibrated)
     print(residents.groupby("resolution")[["residents", "residents_est"]].sum())
 
 # %% [markdown]
@@ -191,6 +198,7 @@ fig, axes = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
 residents_map(axes[0], 7, "75", "Paris")
 residents_map(axes[1], 6, "58", "Nièvre")
 fig.suptitle(f"Published residents, {manifest['month']} (k = {manifest['k']})")
+plt.show()
 
 # %% [markdown]
 # ## 4. Present population by hour
@@ -342,6 +350,22 @@ ax.set_title(
     fontsize=10,
 )
 fig.tight_layout()
+
+# %% [markdown]
+# ## 6. The planners' side of the same month
+#
+# The run also draws maps (`maps/`, PNG and SVG), writes exports (`exports/`: CSV,
+# GeoJSON, GeoPackage) and a static page, `report/index.html`, linking them — all made
+# from the published tables only, so they show exactly what this notebook read.
+
+# %%
+maps_dir = month_dir / "maps"
+pngs = sorted(maps_dir.glob("*.png")) if maps_dir.exists() else []
+print(f"{len(pngs)} maps in {maps_dir}; report page: {month_dir / 'report' / 'index.html'}")
+for png in pngs[:1]:
+    display(Image(filename=png, width=700))
+if not pngs:
+    print("note: no maps in this run (made by the report stage; `make run` refreshes it)")
 
 # %% [markdown]
 # **Takeaways.** The manifest reconciles every input row; the quarantine keeps the bad

@@ -36,10 +36,10 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from mobiterra import degurba, maps, validate
-from mobiterra.geo import departements
 
 import sample_run  # notebooks/sample_run.py: finds a run's outputs, makes them if missing
+from mobiterra import degurba, maps, validate
+from mobiterra.geo import departements
 
 # figures inline, whatever MPLBACKEND says (make exports Agg; mobiterra.maps selects it)
 # %matplotlib inline
@@ -193,6 +193,23 @@ if dep_rows is not None:
         ax.set_title("Change in residents by département (published, truth in brackets)")
     else:
         print("note: no département change is published in this run's diagnostics")
+
+# %% [markdown]
+# Down to communes: the diagnostics rank the communes with the largest published gains and
+# losses of residents (`rank_gain`, `rank_loss`; Paris counted by arrondissement), here
+# beside the true change of each.
+
+# %%
+if diagnostics is not None and {"rank_gain", "rank_loss"} <= set(diagnostics.columns):
+    com = diagnostics[(diagnostics["kind"] == "territory") & (diagnostics["unit"] == "commune")]
+    ranked = com[com["rank_gain"].notna() | com["rank_loss"].notna()]
+    true_com = inside.groupby(["home_commune_code", "month"]).size().unstack("month")
+    true_com = true_com.reindex(columns=[BASELINE, MONTH]).fillna(0)
+    ranked = ranked.assign(
+        truth_change=ranked["code"].map(true_com[MONTH] - true_com[BASELINE]),
+    ).sort_values("residents_change")
+    show = ["code", "name", "residents_baseline", "residents", "residents_change", "truth_change"]
+    display(ranked[show])
 
 # %% [markdown]
 # ## 4. The residence shift: who moved where

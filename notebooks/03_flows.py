@@ -32,12 +32,12 @@ import h3
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+
+import sample_run  # notebooks/sample_run.py: finds a run's outputs, makes them if missing
 from mobiterra import attacks, degurba, maps
 from mobiterra.geo import communes as geo_communes
 from mobiterra.geo import departements
 from mobiterra.h3tree import parent_np
-
-import sample_run  # notebooks/sample_run.py: finds a run's outputs, makes them if missing
 
 # figures inline, whatever MPLBACKEND says (make exports Agg; mobiterra.maps selects it)
 # %matplotlib inline
@@ -324,6 +324,7 @@ for ax, (name, column, title) in zip(axes, panels, strict=True):
 axes[0].set_ylabel("% of users in published rows")
 axes[0].legend(frameon=False)
 fig.suptitle("What the gate publishes at each k and resolution (February, truth counts)")
+plt.show()
 
 # %% [markdown]
 # Each step finer divides the users among ~7 times more cells (~49 times more cell pairs
@@ -377,6 +378,7 @@ for ax, (k, flows_k) in zip(axes, drawn.items(), strict=True):
                  fontsize=10)  # fmt: skip
 maps.add_scale_bar(axes[0])
 fig.suptitle("February home → work flows within Paris and its inner suburbs (truth counts, gated)")
+plt.show()
 
 # %%
 spark.stop()
