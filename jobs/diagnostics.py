@@ -155,6 +155,12 @@ def published_counts(decision: tg.Decision | None, kind: str) -> pd.Series:
     return pd.Series(rows["users"].to_numpy(), index=rows["code"].astype(str), dtype="Int64")
 
 
+def _absent(decision: tg.Decision, kind: str, codes: pd.Index) -> np.ndarray:
+    """Which codes have no user at all in that kind of set (not even a suppressed count)."""
+    known = set(decision.sets.loc[decision.sets["kind"] == kind, "code"].astype(str))
+    return ~codes.isin(list(known))
+
+
 def _names(communes: pd.DataFrame, params: DegurbaParams) -> dict[str, dict[str, str]]:
     com = communes.reset_index()
     return {
@@ -204,12 +210,16 @@ def territory_rows(
             RESIDENTS_BASELINE: published_counts(baseline, f"residents:{unit}"),
         }
         df = pd.DataFrame(cols)
+        # a territory with residents in one month and nobody in the other: a true zero
+        for col, decision in ((RESIDENTS, residents), (RESIDENTS_BASELINE, baseline)):
+            if decision is not None:
+                df.loc[_absent(decision, f"residents:{unit}", df.index), col] = 0
         if unit in SHIFT_UNITS and shift is not None:
             for col, name in ((MOVERS_IN, "in"), (MOVERS_OUT, "out")):
                 counts = published_counts(shift, f"{name}:{unit}")
-                known = set(shift.sets.loc[shift.sets["kind"] == f"{name}:{unit}", "code"])
                 # a territory nobody moved into (out of) has 0 movers: a true zero
-                zero = pd.Series(0, index=df.index.difference(list(known)), dtype="Int64")
+                absent = _absent(shift, f"{name}:{unit}", df.index)
+                zero = pd.Series(0, index=df.index[absent], dtype="Int64")
                 df = df.join(pd.concat([counts, zero]).rename(col), how="outer")
         if df.empty:
             continue
@@ -301,7 +311,10 @@ def diagnostics_table(
         **{KIND: KIND_TERRITORY}
     )
     flows = flow_rows(shift, communes, params).assign(**{KIND: KIND_FLOW})
-    table = pd.concat([terr, flows], ignore_index=True).reindex(columns=COLUMNS)
+    parts = [df for df in (terr, flows) if not df.empty]
+    table = (
+        pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
+    ).reindex(columns=COLUMNS)
     table[MONTH] = month
     table[BASELINE_MONTH] = baseline_month
     table = with_ranks(table, top)
@@ -367,11 +380,13 @@ def stage_diagnostics(
     staging: Path,
     work: Path,
     cache_dir: Path | str = degurba.DEFAULT_CACHE,
+    departements: list[str] | None = None,
 ) -> dict:
     """Territorial diagnostics of the month into ``staging/diagnostics``; returns the stats.
 
     Reads the H3 tables already in ``staging`` (``residents``, ``residence_shift``) so the
-    territorial gate keeps every territory from being differenced against them."""
+    territorial gate keeps every territory from being differenced against them.
+    ``departements``: classify only these (tests; metropolitan France by default)."""
     homes_df = spark.read.parquet(homes_path)
     baseline_df = spark.read.parquet(baseline_homes_path) if baseline_homes_path else None
     pairs_path = Path(work) / "diagnostics-pairs"
@@ -379,8 +394,10 @@ def stage_diagnostics(
     pairs = pd.read_parquet(pairs_path)  # one row per pair of home cells: small
     cells = np.unique(np.concatenate([pairs[BASE], pairs[CURRENT]]))
     cells = cells[cells >= 0]
-    cell_commune = degurba.commune_of_cells(cells, cfg.degurba, cache_dir)
-    communes = degurba.commune_classes(cfg.degurba, cache_dir).set_index("commune_code")
+    cell_commune = degurba.commune_of_cells(cells, cfg.degurba, cache_dir, departements)
+    communes = degurba.commune_classes(cfg.degurba, cache_dir, departements).set_index(
+        "commune_code"
+    )
 
     residents = decide_residents(
         cells_users(pairs, CURRENT), cell_commune, communes, cfg.k,

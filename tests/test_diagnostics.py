@@ -367,3 +367,44 @@ def test_pair_counts_with_and_without_baseline(spark):
     assert got.values.tolist() == [[-1, 2, 1], [1, 1, 1], [3, -1, 1], [3, 1, 1]]
     alone = G.pair_counts(homes, None).toPandas().sort_values(G.CURRENT)
     assert alone.values.tolist() == [[-1, 1, 2], [-1, 2, 1]]
+
+
+def test_stage_on_real_communes_writes_the_table_validate_reads(spark, tmp_path):
+    from mobiterra import columns as C
+    from mobiterra.config import RunConfig
+    from mobiterra.validate import _diagnostics_by_departement, _diagnostics_flows
+
+    def cell(lat, lon):
+        return h3.str_to_int(h3.latlng_to_cell(lat, lon, 8))
+
+    paris, auxerre, village = cell(48.8566, 2.3522), cell(47.798, 3.567), cell(47.55, 3.3)
+    before = [(f"p{i}", paris) for i in range(70)] + [(f"a{i}", auxerre) for i in range(30)]
+    after = [(f"p{i}", paris if i < 40 else village) for i in range(70)]
+    after += [(f"a{i}", auxerre) for i in range(30)]
+    schema = f"{C.USER_KEY} string, {C.HOME_H3} long"
+    homes, base = tmp_path / "homes", tmp_path / "base"
+    spark.createDataFrame(after, schema).write.parquet(str(homes))
+    spark.createDataFrame(before, schema).write.parquet(str(base))
+    cfg = RunConfig(month="2020-04", baseline_month="2020-02", resolutions=[7, 8])
+    staging, work = tmp_path / "staging", tmp_path / "work"
+    staging.mkdir()
+    work.mkdir()
+    stats = D.stage_diagnostics(
+        spark, cfg, str(homes), str(base), staging, work, tmp_path / "cache", ["75", "89"]
+    )
+    table = pd.read_parquet(staging / "diagnostics")
+    assert list(table.columns) == D.COLUMNS
+    assert stats["rows_published"] == len(table) and stats["toward_small_towns_pp"] > 0
+    flows = _diagnostics_flows(table)  # validate reads département (and class) flows
+    assert flows[("75", "89")] == 30 and flows[("city", "rural")] == 30
+    deps = _diagnostics_by_departement(table)
+    assert deps["75"] == 40 and deps["89"] == 60
+    paris_row = table[(table[D.UNIT] == "departement") & (table[D.CODE] == "75")].iloc[0]
+    assert paris_row[D.RESIDENTS_BASELINE] == 70 and paris_row[D.MOVERS_OUT] == 30
+    # without a baseline: residents only
+    cfg = RunConfig(month="2020-04", resolutions=[7, 8])
+    D.stage_diagnostics(
+        spark, cfg, str(homes), None, staging, work, tmp_path / "cache", ["75", "89"]
+    )
+    alone = pd.read_parquet(staging / "diagnostics")
+    assert alone[D.RESIDENTS_BASELINE].isna().all() and (alone[D.KIND] == D.KIND_TERRITORY).all()
