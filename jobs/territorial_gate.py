@@ -39,8 +39,8 @@ family stays safe, else it is split. Safety is monotone (fewer published sets ne
 more), so the result is a maximal safe family for that order. Each check peels pivots that
 cannot expose anything (a published set that is one large block; a large block in one set)
 and runs an SVD on the rest: on the sample (a few hundred blocks) a month takes a few
-seconds (62 checks); at
-full scale most communes are published and peel away, but this is not benchmarked.
+seconds (62 checks); at full scale most communes are published and peel away, but this
+is not benchmarked.
 """
 
 from __future__ import annotations
