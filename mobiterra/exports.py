@@ -23,6 +23,8 @@ from mobiterra.report.readme import readme_text
 CRS = "EPSG:4326"
 # ~10 cm: enough for hexagons and outlines, keeps GeoJSON files small.
 GEOJSON_PRECISION = 6
+# Period whose rows the GeoJSON files leave out (documented in exports/README.md).
+GEOJSON_LEFT_OUT_PERIOD = "hour"
 
 
 def h3_polygons(cells: pd.Series) -> list[shapely.Polygon]:
@@ -104,9 +106,19 @@ def diagnostics_geodataframe(df: pd.DataFrame) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(df, geometry=geom.tolist(), crs=CRS)
 
 
+def departement_geodataframe(df: pd.DataFrame) -> gpd.GeoDataFrame:
+    """Rows keyed by ``departement_code`` (the expansion table) with the département outline."""
+    from mobiterra.geo import departements
+
+    outlines = departements(metropolitan=False).set_index("departement_code").geometry
+    return gpd.GeoDataFrame(df, geometry=df["departement_code"].map(outlines).tolist(), crs=CRS)
+
+
 def to_geodataframe(name: str, df: pd.DataFrame) -> gpd.GeoDataFrame:
     if name == "diagnostics":
         return diagnostics_geodataframe(df)
+    if C.H3_CELL not in df and C.ORIGIN_CELL not in df and "departement_code" in df:
+        return departement_geodataframe(df)
     return h3_geodataframe(df)
 
 
@@ -115,6 +127,8 @@ def layers(name: str, gdf: gpd.GeoDataFrame) -> dict[str, gpd.GeoDataFrame]:
     per diagnostics unit and kind (flows apart from territories)."""
     if C.RESOLUTION in gdf:
         return {f"{name}_r{r}": part for r, part in gdf.groupby(C.RESOLUTION, sort=True)}
+    if "unit" not in gdf:
+        return {name: gdf} if len(gdf) else {}
     keyed = gdf.assign(_layer=gdf["unit"] + np.where(gdf["kind"] == "flow", "_flows", ""))
     return {
         f"{name}_{key}": part.drop(columns="_layer")
@@ -144,8 +158,14 @@ def export_table(name: str, df: pd.DataFrame, dest: Path) -> list[Path]:
         csv, index=False, encoding="utf-8-sig"
     )
     geojson = dest / f"{name}.geojson"
+    if C.PERIOD in gdf:
+        # hourly rows repeat each hexagon 24 times a day: a GeoJSON of them is too big to
+        # open; they stay in the CSV and the GeoPackage
+        gdf_light = gdf[gdf[C.PERIOD] != GEOJSON_LEFT_OUT_PERIOD]
+    else:
+        gdf_light = gdf
     pyogrio.write_dataframe(
-        _plain_times(gdf),
+        _plain_times(gdf_light),
         geojson,
         driver="GeoJSON",
         layer_options={"COORDINATE_PRECISION": GEOJSON_PRECISION, "RFC7946": "YES"},
@@ -154,7 +174,7 @@ def export_table(name: str, df: pd.DataFrame, dest: Path) -> list[Path]:
     gpkg.unlink(missing_ok=True)
     parts = layers(name, gdf)
     if not parts:  # nothing published: an empty layer, so the file still opens
-        kind = "Polygon" if C.H3_CELL in gdf else "LineString"
+        kind = "LineString" if C.ORIGIN_CELL in gdf else "Polygon"
         pyogrio.write_dataframe(gdf, gpkg, layer=name, driver="GPKG", geometry_type=kind)
     for layer, part in parts.items():
         if part.geometry.isna().all():

@@ -146,7 +146,11 @@ def _mobility() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         ],
     ).astype({"resolution": "int32"})
     present = pd.DataFrame(
-        [(5, c5["75"], DAY1, "day", 280, None), (5, c5["75"], DAY2, "day", 275, None)],
+        [
+            (5, c5["75"], DAY1, "day", 280, None),
+            (5, c5["75"], DAY2, "day", 275, None),
+            (5, c5["75"], DAY1, "hour", 210, None),
+        ],
         columns=["resolution", "h3_cell", "period_start", "period", "users", "users_est"],
     ).astype({"resolution": "int32", "users_est": "float64"})
     home_work = od.iloc[[0, 3]].assign(
@@ -204,6 +208,21 @@ def hand_out(tmp_path) -> Path:
     _write(od, apr / "od_trips")
     _write(present, apr / "present_population")
     _write(home_work, apr / "od_home_work")
+    expansion = pd.DataFrame(
+        [
+            ("75", "2020-02", 2_187_526, 1.0, 711.2, "calibrated"),
+            ("46", "2020-02", 173_828, 0.98, None, "too_few_residents"),
+        ],
+        columns=[
+            "departement_code",
+            "calibration_month",
+            "reference_residents",
+            "network_coverage",
+            "factor",
+            "status",
+        ],
+    )
+    _write(expansion, apr / "expansion")
     counts = {"residents": len(residents), "residence_shift": len(shift), "diagnostics": 9}
     counts |= {"od_trips": len(od), "present_population": len(present), "od_home_work": 2}
     (apr / "manifest.json").write_text(json.dumps(_manifest("2020-04", "2020-02", counts)))
@@ -249,15 +268,19 @@ def _published(month: Path, name: str) -> pd.DataFrame:
 def test_exports_open_in_geopandas_and_hold_exactly_the_published_rows(hand_report):
     month, _ = hand_report
     ex = month / "exports"
-    for name in ("residents", "residence_shift", "diagnostics", "od_trips", "present_population"):
+    tables = ("residents", "residence_shift", "diagnostics", "od_trips", "present_population")
+    for name in tables:
         table = _published(month, name)
         csv = pd.read_csv(ex / f"{name}.csv", encoding="utf-8-sig", dtype={"code": str})
         gj = gpd.read_file(ex / f"{name}.geojson", engine="pyogrio")
         layers = pyogrio.list_layers(ex / f"{name}.gpkg")[:, 0]
         gp = pd.concat([gpd.read_file(ex / f"{name}.gpkg", layer=lay) for lay in layers])
         for df in (csv, gj, gp):
-            assert len(df) == len(table), name
             assert set(table.columns) <= set(df.columns), name
+        assert len(csv) == len(gp) == len(table), name
+        # GeoJSON leaves the hourly rows out (they are in the CSV and the GeoPackage)
+        hourly = (table["period"] == "hour").sum() if "period" in table else 0
+        assert len(gj) == len(table) - hourly, name
         count = {"residents": "residents", "diagnostics": "residents"}.get(name, "users")
         assert sorted(csv[count].dropna()) == sorted(table[count].dropna())
     # instants as UTC ISO 8601 text, the same in every format
@@ -282,6 +305,9 @@ def test_exports_open_in_geopandas_and_hold_exactly_the_published_rows(hand_repo
         "diagnostics_density_class_flows",
         "diagnostics_france",
     }
+    factors = gpd.read_file(ex / "expansion.gpkg")
+    assert list(factors["departement_code"]) == ["75", "46"]
+    assert factors.geom_type.isin(["Polygon", "MultiPolygon"]).all()
     deps = gpd.read_file(ex / "diagnostics.gpkg", layer="diagnostics_departement")
     assert deps.geom_type.isin(["Polygon", "MultiPolygon"]).all() and len(deps) == 3
     # a spreadsheet reads accents and the CSV has cell centres

@@ -25,6 +25,7 @@ TABLES = (
     "od_trips",
     "od_home_work",
     "diagnostics",
+    "expansion",
 )
 # OD periods from the longest: the map shows the first one published.
 OD_PERIODS = ("month", "day", "daytime", "evening", "night", "hour")

@@ -110,6 +110,27 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "movers_in": ("usagers", "arrivés d'un autre territoire", "moved in from another territory"),
     "movers_out": ("usagers", "partis vers un autre territoire", "moved out to another territory"),
     "net_shift": ("usagers", "arrivées − départs", "moved in − moved out"),
+    "calibration_month": (
+        "AAAA-MM",
+        "mois dont les résidents calibrent le facteur",
+        "month whose residents calibrate the factor",
+    ),
+    "reference_residents": (
+        "habitants",
+        "population INSEE du département",
+        "INSEE population of the département",
+    ),
+    "network_coverage": (
+        "part",
+        "part de la population INSEE vivant sous la couverture du réseau (0 à 1)",
+        "share of the INSEE population living under the network's coverage (0 to 1)",
+    ),
+    "factor": (
+        "habitants / usager",
+        "facteur de redressement (vide : trop peu de résidents détectés)",
+        "expansion factor (empty: too few residents detected)",
+    ),
+    "status": ("", "calibrated ou too_few_residents", "calibrated or too_few_residents"),
     "rank_gain": ("rang", "rang parmi les plus fortes hausses", "rank among the largest gains"),
     "rank_loss": ("rang", "rang parmi les plus fortes baisses", "rank among the largest losses"),
 }
@@ -121,8 +142,9 @@ Tables publiées par mobiterra pour {month}, chacune en trois formats :
 
 - `TABLE.csv` — tableur ; UTF-8 avec BOM, séparateur virgule, point décimal, une ligne par
   ligne publiée ; le centre des hexagones est ajouté (`lat`, `lon`).
-- `TABLE.geojson` — toutes les lignes, hexagones en polygones, flux en lignes droites
-  (géométrie vide quand l'origine et la destination sont la même zone), WGS84.
+- `TABLE.geojson` — toutes les lignes sauf les lignes horaires (`period` = `hour`, trop
+  volumineuses : elles sont dans le CSV et le GeoPackage), hexagones en polygones, flux en
+  lignes droites (géométrie vide quand l'origine et la destination sont la même zone), WGS84.
 - `TABLE.gpkg` — GeoPackage pour QGIS, une couche par résolution H3 (`TABLE_r4` …) — les
   hexagones de résolutions différentes se recouvrent — ou, pour `diagnostics`, par unité
   territoriale (flux à part ; classes sans géométrie).
@@ -141,7 +163,8 @@ Tables published by mobiterra for {month}, each in three formats:
 
 - `TABLE.csv` — spreadsheet; UTF-8 with BOM, comma separator, decimal point, one line per
   published row; the cell centre is added (`lat`, `lon`).
-- `TABLE.geojson` — every row, hexagons as polygons, flows as straight lines (no geometry when
+- `TABLE.geojson` — every row but the hourly ones (`period` = `hour`, too big: they are in the
+  CSV and the GeoPackage), hexagons as polygons, flows as straight lines (no geometry when
   origin and destination are the same area), WGS84.
 - `TABLE.gpkg` — GeoPackage for QGIS, one layer per H3 resolution (`TABLE_r4` …) — hexagons of
   different resolutions overlap — or, for `diagnostics`, per territorial unit (flows apart;
@@ -173,6 +196,10 @@ TABLE_TITLES = {
         "Home -> daytime anchor (work), period month",
     ),
     "diagnostics": ("Diagnostics territoriaux", "Territorial diagnostics"),
+    "expansion": (
+        "Facteurs de redressement par département",
+        "Expansion factors per département",
+    ),
 }
 
 
