@@ -26,6 +26,7 @@ from mobiterra.geo.attribution import (
     published_by_departement,
 )
 from mobiterra.geo.grid import h3_to_int
+from mobiterra.validate_mobility import mobility_scores
 
 # Acceptance thresholds of issue 3 ("Done when").
 RESIDENTS_TOLERANCE = 0.05
@@ -138,6 +139,7 @@ def validate(
     }
 
     flows = _score_flows(truth, homes, run, month, baseline_month, weights)
+    mobility, mobility_checks = mobility_scores(truth, run, month, homes, weights)
     big_deps = [r for r in deps if r["truth"] >= RESIDENTS_MIN_SUBSCRIBERS]
     result = {
         "month": month,
@@ -147,18 +149,22 @@ def validate(
         "residents_h3": cells,
         "suppression": suppression,
         "residence_shift": flows,
+        **mobility,
         "checks": {
             "residents_within_5pct": bool(big_deps)
             and all(
                 r["rel_error"] is not None and abs(r["rel_error"]) <= RESIDENTS_TOLERANCE
                 for r in big_deps
             ),
+            "residents_within_3pct": bool(big_deps)  # issue 4's target
+            and all(r["rel_error"] is not None and abs(r["rel_error"]) <= 0.03 for r in big_deps),
             "planted_flows_within_10pct": None
             if not flows or not flows.get("planted")
             else all(
                 f["rel_error"] is not None and abs(f["rel_error"]) <= FLOW_TOLERANCE
                 for f in flows["planted"]
             ),
+            **mobility_checks,
         },
     }
     (run / "validation.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
@@ -295,6 +301,19 @@ def run_cli(args: argparse.Namespace) -> int:
         err = "" if f["rel_error"] is None else f"{f['rel_error']:+.1%}"
         label = f"flow {f['origin']}->{f['destination']}"
         print(f"{label:<12}{f['truth']:>9}{f['published']:>11.0f}{err:>9}")
+    for r in result["night_presence"].get("by_departement", []):
+        err = "" if r["rel_error"] is None else f"{r['rel_error']:+.1%}"
+        label = f"night {r['departement_code']}"
+        print(f"{label:<12}{r['truth']:>9.0f}{r['published']:>11.0f}{err:>9}")
+    for r in result["expansion"].get("by_departement", []):
+        err = "" if r["rel_error_truth"] is None else f"{r['rel_error_truth']:+.1%}"
+        label = f"est. {r['departement_code']}"
+        print(f"{label:<12}{r['truth_population']:>9}{r['estimated']:>11}{err:>9}")
+    od = result["daily_od"]
+    if od.get("flows"):
+        within, median = od["flows_within_10pct"], od["median_abs_rel_error"]
+        print(f"daily OD flows >= {od['min_truth_users']} users: {within}/{od['flows']} within")
+        print(f"  10 %, median |error| {median:.1%}")
     uncovered = result["suppression"]["share_not_covered"]
     print(f"share of truth residents not covered (suppressed): {uncovered}")
     print("checks:", json.dumps(result["checks"]))

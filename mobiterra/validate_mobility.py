@@ -1,0 +1,240 @@
+"""Scores of the mobility tables and of the expansion against the simulator's truth.
+
+Called by :func:`mobiterra.validate.validate`. Published cells are attributed to
+départements as the residents are (mobiterra.geo.attribution: hierarchical pieces, then
+shares of expected subscribers); the only simulation metadata used is each
+département's sampling fraction. Targets are issue 4's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mobiterra.geo.attribution import departement_shares, hierarchical_pieces
+from mobiterra.geo.attribution import published_by_departement as by_departement
+from mobiterra.geo.grid import h3_to_int
+
+NIGHT_TOLERANCE = 0.05
+OD_TOLERANCE = 0.10
+OD_MIN_USERS = 200  # daily flows scored: at least this many true subscribers
+EXPANSION_TOLERANCE = 0.05
+TIMEZONE = "Europe/Paris"  # the simulator's local time
+NIGHT_HOURS = (22, 6)  # DayPartParams.night
+
+
+def _read(path: Path) -> pd.DataFrame | None:
+    for p in (path, path.with_suffix(".parquet")):
+        if p.exists():
+            return pd.read_parquet(p)
+    return None
+
+
+def _rel(published: float, truth: float) -> float | None:
+    return None if truth == 0 else round((published - truth) / truth, 4)
+
+
+def _local_day(ts: pd.Series) -> pd.Series:
+    ts = ts if ts.dt.tz is not None else ts.dt.tz_localize("UTC")
+    return ts.dt.tz_convert(TIMEZONE).dt.strftime("%Y-%m-%d")
+
+
+def attribute_by_group(
+    published: pd.DataFrame, value: str, keys: list[str], group: str, weights: dict[str, float]
+) -> pd.DataFrame:
+    """Published counts of several periods attributed to départements, per period.
+
+    ``published`` has resolution, int64 ``keys`` (one or two H3 columns), ``group`` and
+    ``value``. Pieces are taken per period (what its published rows leave unexplained);
+    each piece is split by the shares of its cells (computed once per cell). Returns
+    ``group``, one département column per key (``<key>_dep``) and ``value``.
+    """
+    pieces = [
+        hierarchical_pieces(rows, value, keys).assign(**{group: g})
+        for g, rows in published.groupby(group)
+    ]
+    if not pieces:
+        return pd.DataFrame(columns=[group, *[f"{k}_dep" for k in keys], value])
+    pieces = pd.concat(pieces, ignore_index=True)
+    for k in keys:
+        shares = [
+            departement_shares(np.unique(rows[k]), int(res), weights).assign(resolution=res)
+            for res, rows in pieces.groupby("resolution")
+        ]
+        shares = pd.concat(shares, ignore_index=True).rename(
+            columns={"cell": k, "departement_code": f"{k}_dep", "share": f"{k}_share"}
+        )
+        pieces = pieces.merge(shares, on=["resolution", k], how="inner")
+        pieces[value] = pieces[value] * pieces.pop(f"{k}_share")
+    deps = [f"{k}_dep" for k in keys]
+    return pieces.groupby([group, *deps], as_index=False)[value].sum()
+
+
+def score_night_presence(truth: Path, run: Path, month: str, weights: dict[str, float]) -> dict:
+    """Mean over the month's nights of the users present at night per département.
+
+    Published: ``night`` rows (distinct users present in a cell during the night) of the
+    coarsest resolution, attributed and summed over cells: distinct users do not add up
+    over cells (a user seen in two hexagons in a night counts in both), and coarse cells
+    double count least. Truth (``presence``): users present per hour; a
+    night's value is the most users present at any of its hours (22:00-06:00 local).
+    """
+    pub, true = _read(run / "present_population"), _read(truth / "presence")
+    if pub is None or true is None:
+        return {"skipped": "no present_population in the run or no presence in the truth"}
+    night = pub[(pub["period"] == "night") & (pub["resolution"] == pub["resolution"].min())]
+    night = night.assign(
+        h3_cell=h3_to_int(night["h3_cell"]), night=_local_day(night["period_start"])
+    )
+    night = night[night["night"].str.startswith(month)]
+    got = attribute_by_group(night, "users", ["h3_cell"], "night", weights)
+    published = got.groupby("h3_cell_dep")["users"].sum() / max(night["night"].nunique(), 1)
+
+    start, end = NIGHT_HOURS
+    hour = true["hour_local"].dt.hour
+    true = true[(hour >= start) | (hour < end)]
+    label = (true["hour_local"] - pd.Timedelta(hours=end)).dt.strftime("%Y-%m-%d")
+    true = true.assign(night=label)
+    true = true[true["night"].str.startswith(month)]
+    per_night = true.groupby(["departement_code", "night"])["users"].max()
+    expected = per_night.groupby(level=0).mean()
+    rows = [
+        {
+            "departement_code": d,
+            "truth": round(float(expected.get(d, 0.0)), 1),
+            "published": round(float(published.get(d, 0.0)), 1),
+            "rel_error": _rel(float(published.get(d, 0.0)), float(expected.get(d, 0.0))),
+        }
+        for d in sorted(weights)
+    ]
+    return {"nights": int(night["night"].nunique()), "by_departement": rows}
+
+
+def score_daily_od(truth: Path, run: Path, month: str, weights: dict[str, float]) -> dict:
+    """Daily trips between départements (diagonal included) for the flows of at least
+    OD_MIN_USERS true subscribers in a day. Trips add up over cells; distinct users do
+    not, so trips are compared and users only select the flows."""
+    pub, true = _read(run / "od_trips"), _read(truth / "trips")
+    if pub is None or true is None:
+        return {"skipped": "no od_trips in the run or no trips in the truth (--no-truth-stays)"}
+    territory = set(weights)
+    true = true.assign(day=_local_day(true["departure"]))
+    true = true[
+        true["day"].str.startswith(month)
+        & true["origin_departement"].isin(territory)
+        & true["destination_departement"].isin(territory)
+    ]
+    flows = true.groupby(["origin_departement", "destination_departement", "day"]).agg(
+        trips=("user_id", "size"), users=("user_id", "nunique")
+    )
+    flows = flows[flows["users"] >= OD_MIN_USERS]
+    day = pub[pub["period"] == "day"]
+    day = day.assign(
+        origin_cell=h3_to_int(day["origin_cell"]),
+        destination_cell=h3_to_int(day["destination_cell"]),
+        day=_local_day(day["period_start"]),
+    )
+    got = attribute_by_group(day, "trips", ["origin_cell", "destination_cell"], "day", weights)
+    got = got.set_index(["origin_cell_dep", "destination_cell_dep", "day"])["trips"]
+    rows = []
+    for (o, d, when), t in flows.iterrows():
+        p = float(got.get((o, d, when), 0.0))
+        rows.append({"origin": o, "destination": d, "day": when, "truth_trips": int(t["trips"]),
+                     "truth_users": int(t["users"]), "published_trips": round(p, 1),
+                     "rel_error": _rel(p, float(t["trips"]))})  # fmt: skip
+    errors = np.array([abs(r["rel_error"]) for r in rows])
+    by_pair = (
+        pd.DataFrame(rows).groupby(["origin", "destination"])[["truth_trips", "published_trips"]]
+        if rows
+        else None
+    )
+    pairs = []
+    if by_pair is not None:
+        for (o, d), r in by_pair.mean().iterrows():
+            pairs.append({"origin": o, "destination": d, "days": int(by_pair.size()[(o, d)]),
+                          "truth_trips_per_day": round(float(r["truth_trips"]), 1),
+                          "published_trips_per_day": round(float(r["published_trips"]), 1),
+                          "rel_error": _rel(r["published_trips"], r["truth_trips"])})  # fmt: skip
+    return {
+        "min_truth_users": OD_MIN_USERS,
+        "flows": len(rows),
+        "flows_within_10pct": int((errors <= OD_TOLERANCE).sum()),
+        "median_abs_rel_error": round(float(np.median(errors)), 4) if len(rows) else None,
+        "p90_abs_rel_error": round(float(np.quantile(errors, 0.9)), 4) if len(rows) else None,
+        "by_pair": pairs,
+    }
+
+
+def score_expansion(
+    truth: Path, run: Path, month: str, homes: pd.DataFrame, weights: dict[str, float]
+) -> dict:
+    """Published factors and expanded residents per département.
+
+    Truth factor: the simulator's expansion factor of the département's residents in the
+    calibration month (1 / (market share x sampling fraction)). Expanded residents are
+    compared with the reference (INSEE, what calibration reproduces in the calibration
+    month) and with the truth's population of the month: the sum of the true residents'
+    own factors (a mover keeps the factor of the département they were drawn in).
+    """
+    table, residents, users = (
+        _read(run / "expansion"),
+        _read(run / "residents"),
+        _read(truth / "users"),
+    )
+    if table is None or residents is None or users is None or "expansion_factor" not in users:
+        return {"skipped": "no expansion table in the run or no expansion factors in the truth"}
+    calibration = str(table["calibration_month"].iloc[0]) if len(table) else month
+    in_territory = homes[homes["in_territory"]].merge(
+        users[["user_id", "expansion_factor"]], on="user_id"
+    )
+    cal = in_territory[in_territory["month"] == calibration]
+    truth_factor = cal.groupby("departement_code")["expansion_factor"].median()
+    now = in_territory[in_territory["month"] == month]
+    population = now.groupby("departement_code")["expansion_factor"].sum()
+    est = residents.dropna(subset=["residents_est"])
+    estimated = by_departement(est, "residents_est", weights) if len(est) else pd.Series()
+    table = table.set_index("departement_code")
+    rows = []
+    for d in sorted(weights):
+        factor = table["factor"].get(d, np.nan)
+        e = float(estimated.get(d, 0.0))
+        ref = float(table["reference_residents"].get(d, 0))
+        pop = float(population.get(d, 0.0))
+        rows.append({"departement_code": d, "factor": None if pd.isna(factor) else factor,
+                     "truth_factor": round(float(truth_factor.get(d, np.nan)), 3),
+                     "factor_rel_error": None if pd.isna(factor)
+                     else _rel(factor, float(truth_factor.get(d, np.nan))),
+                     "estimated": round(e), "reference": round(ref),
+                     "rel_error_reference": _rel(e, ref), "truth_population": round(pop),
+                     "rel_error_truth": _rel(e, pop)})  # fmt: skip
+    return {"calibration_month": calibration, "by_departement": rows}
+
+
+def mobility_scores(
+    truth: Path, run: Path, month: str, homes: pd.DataFrame, weights: dict[str, float]
+) -> tuple[dict, dict]:
+    """(scores, checks) of present population, daily OD and expansion."""
+    night = score_night_presence(truth, run, month, weights)
+    od = score_daily_od(truth, run, month, weights)
+    expansion = score_expansion(truth, run, month, homes, weights)
+
+    def within(rows: list[dict] | None, key: str, tolerance: float) -> bool | None:
+        if not rows:
+            return None
+        return all(r[key] is not None and abs(r[key]) <= tolerance for r in rows)
+
+    exp_rows = expansion.get("by_departement")
+    checks = {
+        "night_presence_within_5pct": within(night.get("by_departement"), "rel_error",
+                                             NIGHT_TOLERANCE),
+        "daily_od_within_10pct": None if not od.get("flows")
+        else od["flows_within_10pct"] == od["flows"],
+        "expansion_within_5pct_of_truth": within(exp_rows, "rel_error_truth",
+                                                 EXPANSION_TOLERANCE),
+        "expansion_within_5pct_of_reference": within(exp_rows, "rel_error_reference",
+                                                     EXPANSION_TOLERANCE),
+    }  # fmt: skip
+    scores = {"night_presence": night, "daily_od": od, "expansion": expansion}
+    return scores, checks

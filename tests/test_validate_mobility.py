@@ -1,0 +1,106 @@
+"""Scores of present population, daily OD and expansion on hand-made truth and outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h3
+import pandas as pd
+import pytest
+
+from mobiterra.validate_mobility import (
+    score_daily_od,
+    score_expansion,
+    score_night_presence,
+)
+
+WEIGHTS = {"15": 1.0}  # Cantal only
+AURILLAC = h3.latlng_to_cell(44.9265, 2.4397, 8)
+ARPAJON = h3.latlng_to_cell(44.9036, 2.4553, 8)  # next to Aurillac
+
+
+def _utc(local: str) -> pd.Timestamp:
+    return pd.Timestamp(local, tz="Europe/Paris").tz_convert("UTC")
+
+
+def _write(folder: Path, name: str, df: pd.DataFrame) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(folder / f"{name}.parquet", index=False)
+
+
+def test_night_presence_compares_the_coarsest_cells_with_the_busiest_night_hour(tmp_path):
+    truth, run = tmp_path / "truth", tmp_path / "run"
+    hours = pd.date_range("2020-04-01 20:00", "2020-04-03 08:00", freq="h")
+    # 100 people at night (22:00-06:00) on both nights, 80 otherwise; May is not scored
+    users = [100 if (h.hour >= 22 or h.hour < 6) else 80 for h in hours]
+    _write(truth, "presence", pd.DataFrame({"hour_local": hours, "departement_code": "15",
+                                            "users": users}))  # fmt: skip
+    coarse = h3.cell_to_parent(AURILLAC, 4)
+    _write(run, "present_population", pd.DataFrame({
+        "resolution": [4, 4, 8, 4, 4],
+        "h3_cell": [coarse, coarse, AURILLAC, coarse, coarse],
+        "period_start": [_utc("2020-04-01 22:00"), _utc("2020-04-02 22:00"),
+                         _utc("2020-04-01 22:00"), _utc("2020-04-01 00:00"),
+                         _utc("2020-05-01 22:00")],
+        "period": ["night", "night", "night", "day", "night"],
+        "users": [90, 100, 500, 999, 999],
+    }))  # fmt: skip
+    got = score_night_presence(truth, run, "2020-04", WEIGHTS)
+    assert got["nights"] == 2
+    assert got["by_departement"] == [
+        {"departement_code": "15", "truth": 100.0, "published": 95.0, "rel_error": -0.05}
+    ]
+
+
+def test_daily_od_scores_trips_of_flows_with_enough_true_users(tmp_path):
+    truth, run = tmp_path / "truth", tmp_path / "run"
+    morning = _utc("2020-04-02 08:00")
+    trips = pd.DataFrame({
+        "user_id": [f"u{i}" for i in range(250)] + ["u1"] * 10 + [f"v{i}" for i in range(50)],
+        "departure": [morning] * 260 + [_utc("2020-04-03 08:00")] * 50,
+        "origin_departement": "15",
+        "destination_departement": "15",
+    })  # fmt: skip
+    _write(truth, "trips", trips)
+    _write(run, "od_trips", pd.DataFrame({
+        "resolution": [8, 8],
+        "origin_cell": [AURILLAC, AURILLAC],
+        "destination_cell": [ARPAJON, ARPAJON],
+        "period_start": [_utc("2020-04-02 00:00"), _utc("2020-04-02 00:00")],
+        "period": ["day", "evening"],
+        "trips": [234, 999],
+        "users": [200, 999],
+    }))  # fmt: skip
+    got = score_daily_od(truth, run, "2020-04", WEIGHTS)
+    # one flow of >= 200 users (the 3rd has 50): 260 trips, 234 published
+    assert (got["flows"], got["flows_within_10pct"]) == (1, 1)
+    assert got["median_abs_rel_error"] == pytest.approx(0.1)
+    assert got["by_pair"][0]["truth_trips_per_day"] == 260.0
+    assert score_daily_od(tmp_path / "none", run, "2020-04", WEIGHTS)["skipped"]
+
+
+def test_expansion_against_truth_factors_reference_and_population(tmp_path):
+    truth, run = tmp_path / "truth", tmp_path / "run"
+    ids = [f"u{i}" for i in range(100)]
+    _write(truth, "users", pd.DataFrame({"user_id": ids, "expansion_factor": [1000.0] * 100}))
+    homes = pd.DataFrame({
+        "user_id": ids * 2,
+        "month": ["2020-02"] * 100 + ["2020-04"] * 100,
+        "departement_code": "15",
+        "in_territory": [True] * 100 + [True] * 90 + [False] * 10,  # 10 left in April
+    })  # fmt: skip
+    _write(run, "expansion", pd.DataFrame({
+        "departement_code": ["15"], "calibration_month": ["2020-02"],
+        "reference_residents": [110_000], "network_coverage": [1.0], "factor": [1100.0],
+        "status": ["calibrated"],
+    }))  # fmt: skip
+    _write(run, "residents", pd.DataFrame({
+        "resolution": [8], "h3_cell": [AURILLAC], "residents": [90], "residents_est": [99_000],
+    }))  # fmt: skip
+    got = score_expansion(truth, run, "2020-04", homes, WEIGHTS)
+    assert got["calibration_month"] == "2020-02"
+    (row,) = got["by_departement"]
+    assert row["factor_rel_error"] == pytest.approx(0.1)
+    assert row["rel_error_reference"] == pytest.approx(-0.1)
+    assert row["truth_population"] == 90_000
+    assert row["rel_error_truth"] == pytest.approx(0.1)
