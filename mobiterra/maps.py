@@ -263,9 +263,10 @@ def plot_flows(
     legend_title: str | None = None,
     curvature: float = 0.25,
     label_values: bool = True,
+    max_labels: int = 8,
 ) -> plt.Axes:
     """The largest flows as curved arrows, width by volume, with a width legend and (with
-    ``label_values``) each flow's value written along its arc.
+    ``label_values``) the values of the ``max_labels`` largest written along their arcs.
 
     flows: ``origin_lon, origin_lat, destination_lon, destination_lat`` (WGS84) and the
     ``value`` column; flows from a place to itself are not drawn.
@@ -304,18 +305,18 @@ def plot_flows(
         t = 0.6
         lx = (1 - t) ** 2 * ox + 2 * (1 - t) * t * cx + t**2 * dx
         ly = (1 - t) ** 2 * oy + 2 * (1 - t) * t * cy + t**2 * dy
-        for x, y, v in zip(lx, ly, top[value], strict=True):
-            ax.annotate(
-                f"{v:,.0f}".replace(",", "\u202f"),
-                (x, y),
-                ha="center",
-                va="center",
-                fontsize=8,
-                fontweight="bold",
-                color=color,
-                path_effects=_HALO,
-                zorder=7,
-            )
+        # the largest first; none on top of another (crowded local flows)
+        chord = float(np.hypot(dx - ox, dy - oy).max())
+        order = np.argsort(-top[value].to_numpy())[:max_labels]
+        label_points(
+            ax,
+            lx[order],
+            ly[order],
+            [f"{v:,.0f}".replace(",", "\u202f") for v in top[value].to_numpy()[order]],
+            min_distance=chord / 5,
+            fontsize=8,
+            fontweight="bold",
+        )
     if len(top):
         ax.scatter(np.r_[ox, dx], np.r_[oy, dy], s=10, color="#222222", zorder=6)
         # keep the arrows inside the view even when the outlines are not drawn

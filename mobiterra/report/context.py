@@ -87,6 +87,11 @@ def finish(
     return MapFile(stem.name, title, " ".join(notes), caption, maps.save_map(ax, stem), scope)
 
 
+def hex_area(ctx: Context, res: int) -> str:
+    """Average hexagon area in km², written the local way."""
+    return number(h3.average_hexagon_area(res, "km^2"), ctx.lang, digits=0 if res < 7 else 1)
+
+
 def hex_note(ctx: Context, res: int, both_months: bool = True) -> str:
-    area = number(h3.average_hexagon_area(res, "km^2"), ctx.lang, digits=0 if res < 7 else 1)
-    return ctx.t("hex_note" if both_months else "hex_note_one", res=res, area=area)
+    key = "hex_note" if both_months else "hex_note_one"
+    return ctx.t(key, res=res, area=hex_area(ctx, res))

@@ -9,15 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 
 from mobiterra import columns as C
 from mobiterra import maps
 from mobiterra.report import inputs
-from mobiterra.report.context import Context, MapFile, finish
+from mobiterra.report.context import Context, MapFile, finish, hex_area
 
-# Flow maps are framed on their arrows, never tighter than this (metres, Lambert-93).
-MIN_FRAME_M = 80_000
+# Flow maps are framed on their arrows, at least 3 times the longest wide and never
+# tighter than this (metres, Lambert-93).
+MIN_FRAME_M = 10_000
 
 
 def departement_flows(ctx: Context, diagnostics: pd.DataFrame) -> pd.DataFrame:
@@ -48,15 +50,30 @@ def flow_map(
     if flows.empty:
         return None
     top = flows.nlargest(ctx.max_flows, value)
-    bounds = maps.frame(maps.flow_bounds(top), MIN_FRAME_M, ratio=1.0)
+    ox, oy = maps.to_lambert(top["origin_lon"], top["origin_lat"])
+    dx, dy = maps.to_lambert(top["destination_lon"], top["destination_lat"])
+    longest = float(np.hypot(dx - ox, dy - oy).max())
+    bounds = maps.frame(maps.flow_bounds(top), max(3 * longest, MIN_FRAME_M), ratio=1.0)
     ax = maps.new_map((9.5, 8.5))
-    ends = []
     if "origin_code" in top:
         ends = list(dict.fromkeys([*top["origin_code"], *top["destination_code"]]))
+    else:
+        ends = end_departements(ctx, top)
     maps.plot_outlines(ctx.outlines(bounds), ax=ax, highlight=ends, label="departement_name")
     maps.plot_flows(top, value, ax=ax, max_flows=ctx.max_flows, legend_title=legend)
     maps.set_extent(ax, bounds, pad=0.08)
     return finish(ctx, ax, title, [note], stem)
+
+
+def end_departements(ctx: Context, flows: pd.DataFrame) -> list[str]:
+    """Départements holding the ends of the flows, by total volume (largest first)."""
+    x, y = maps.to_lambert(
+        pd.concat([flows["origin_lon"], flows["destination_lon"]]),
+        pd.concat([flows["origin_lat"], flows["destination_lat"]]),
+    )
+    pts = gpd.GeoDataFrame(geometry=gpd.points_from_xy(x, y), crs=maps.LAMBERT93)
+    hit = gpd.sjoin(pts, ctx.departements[["departement_code", "geometry"]], how="inner")
+    return hit["departement_code"].value_counts().index.tolist()
 
 
 def flow_maps(ctx: Context, maps_dir: Path) -> tuple[list[MapFile], list[str]]:
@@ -70,8 +87,8 @@ def flow_maps(ctx: Context, maps_dir: Path) -> tuple[list[MapFile], list[str]]:
     flows = departement_flows(ctx, diagnostics) if diagnostics is not None else pd.DataFrame()
     note = ctx.t("flows_dep_note")
     if flows.empty and "residence_shift" in data.tables:
-        flows = inputs.cell_flows(data.tables["residence_shift"], C.USERS)
         res = inputs.flow_resolution(data.tables["residence_shift"])
+        flows = inputs.cell_flows(data.tables["residence_shift"], C.USERS, res)
         note = ctx.t("flows_hex_note", res=res)
     if not flows.empty:
         made.append(
@@ -95,10 +112,10 @@ def flow_maps(ctx: Context, maps_dir: Path) -> tuple[list[MapFile], list[str]]:
         if table not in data.tables:
             continue
         od, period = inputs.od_for_map(data.tables[table])
-        od_flows = inputs.cell_flows(od, value)
+        res = inputs.flow_resolution(od, value)
+        od_flows = inputs.cell_flows(od, value, res)
         if od_flows.empty:
             continue
-        res = int(od_flows[C.RESOLUTION].iloc[0])
         period_note = "" if period == "month" else ctx.t("od_period_sum", period=period)
         made.append(
             flow_map(
@@ -106,7 +123,7 @@ def flow_maps(ctx: Context, maps_dir: Path) -> tuple[list[MapFile], list[str]]:
                 od_flows,
                 value,
                 ctx.t(title_key, month=ctx.month),
-                ctx.t("od_note", res=res, period_note=period_note),
+                ctx.t("od_note", res=res, area=hex_area(ctx, res), period_note=period_note),
                 ctx.t(legend_key),
                 maps_dir / f"{table}_flows",
             )

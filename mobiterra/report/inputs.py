@@ -117,17 +117,23 @@ def shift_net(shift: pd.DataFrame) -> pd.DataFrame:
     return net.assign(net_shift=net["movers_in"] - net["movers_out"])
 
 
-def flow_resolution(flows: pd.DataFrame) -> int | None:
-    """The coarsest resolution with a published flow between two different cells."""
+def flow_resolution(flows: pd.DataFrame, value: str | None = None) -> int | None:
+    """The resolution a flow map uses: the coarsest with a published flow between two
+    different cells, or (``value`` given) the one whose such flows carry the most ``value``
+    — daily trips are local, so coarse hexagons hold them on their diagonal."""
     moves = flows[flows[C.ORIGIN_CELL] != flows[C.DESTINATION_CELL]]
-    return int(moves[C.RESOLUTION].min()) if len(moves) else None
+    if moves.empty:
+        return None
+    if value is None:
+        return int(moves[C.RESOLUTION].min())
+    volume = moves.groupby(C.RESOLUTION)[value].sum()
+    return int(volume[volume == volume.max()].index.min())
 
 
-def cell_flows(flows: pd.DataFrame, value: str) -> pd.DataFrame:
-    """Flows between two different cells at the coarsest resolution that has any, with the
-    cells' centres. Columns: resolution, origin_cell, destination_cell, value,
+def cell_flows(flows: pd.DataFrame, value: str, res: int | None) -> pd.DataFrame:
+    """Flows between two different cells of resolution ``res`` (summed over periods), with
+    the cells' centres. Columns: resolution, origin_cell, destination_cell, value,
     origin_lat/lon, destination_lat/lon."""
-    res = flow_resolution(flows)
     if res is None:
         return pd.DataFrame(
             columns=[C.RESOLUTION, C.ORIGIN_CELL, C.DESTINATION_CELL, value, *_ENDS]

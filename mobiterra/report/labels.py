@@ -120,8 +120,8 @@ TEXT = {
         "vers le nouveau département de résidence.",
         "flows_hex_note": "Flux entre hexagones H3 de résolution {res}, la plus grossière "
         "ayant des flux publiés.",
-        "od_note": "Flux entre hexagones H3 de résolution {res}, la plus grossière ayant des "
-        "flux publiés entre deux hexagones{period_note}.",
+        "od_note": "Flux entre hexagones H3 de résolution {res} (≈ {area} km²), celle où les "
+        "flux publiés entre deux hexagones sont les plus forts{period_note}.",
         "od_period_sum": " ; trajets sommés sur les périodes « {period} » publiées",
         "lang_other": "English",
     },
@@ -210,8 +210,8 @@ TEXT = {
         "former to the new département of residence.",
         "flows_hex_note": "Flows between H3 hexagons of resolution {res}, the coarsest with "
         "published flows.",
-        "od_note": "Flows between H3 hexagons of resolution {res}, the coarsest with published "
-        "flows between two hexagons{period_note}.",
+        "od_note": "Flows between H3 hexagons of resolution {res} (≈ {area} km²), where the "
+        "published flows between two hexagons are largest{period_note}.",
         "od_period_sum": "; trips summed over the published '{period}' periods",
         "lang_other": "Français",
     },
