@@ -25,15 +25,22 @@ CRS = "EPSG:4326"
 GEOJSON_PRECISION = 6
 # Period whose rows the GeoJSON files leave out (documented in exports/README.md).
 GEOJSON_LEFT_OUT_PERIOD = "hour"
+# GDAL's Arrow write path: about twice as fast on the hourly tables.
+USE_ARROW = True
 
 
-def h3_polygons(cells: pd.Series) -> list[shapely.Polygon]:
-    """Hexagons of H3 cells (hex strings), lon/lat."""
-    return [shapely.Polygon([(lng, lat) for lat, lng in h3.cell_to_boundary(c)]) for c in cells]
+def h3_polygons(cells: pd.Series) -> np.ndarray:
+    """Hexagons of H3 cells (hex strings), lon/lat; each distinct cell computed once (an
+    hourly table repeats its cells)."""
+    unique, inverse = np.unique(np.asarray(cells, dtype=object), return_inverse=True)
+    polys = [shapely.Polygon([(lng, lat) for lat, lng in h3.cell_to_boundary(c)]) for c in unique]
+    return np.asarray(polys, dtype=object)[inverse] if len(polys) else np.empty(0, object)
 
 
 def cell_centres(cells: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    latlng = np.array([h3.cell_to_latlng(c) for c in cells], float).reshape(-1, 2)
+    """(lat, lon) of H3 cell centres, 6 decimals; each distinct cell computed once."""
+    unique, inverse = np.unique(np.asarray(cells, dtype=object), return_inverse=True)
+    latlng = np.array([h3.cell_to_latlng(c) for c in unique], float).reshape(-1, 2)[inverse]
     return latlng[:, 0].round(6), latlng[:, 1].round(6)
 
 
@@ -169,13 +176,16 @@ def export_table(name: str, df: pd.DataFrame, dest: Path) -> list[Path]:
         geojson,
         driver="GeoJSON",
         layer_options={"COORDINATE_PRECISION": GEOJSON_PRECISION, "RFC7946": "YES"},
+        use_arrow=USE_ARROW,
     )
     gpkg = dest / f"{name}.gpkg"
     gpkg.unlink(missing_ok=True)
     parts = layers(name, gdf)
     if not parts:  # nothing published: an empty layer, so the file still opens
         kind = "LineString" if C.ORIGIN_CELL in gdf else "Polygon"
-        pyogrio.write_dataframe(gdf, gpkg, layer=name, driver="GPKG", geometry_type=kind)
+        pyogrio.write_dataframe(
+            gdf, gpkg, layer=name, driver="GPKG", geometry_type=kind, use_arrow=USE_ARROW
+        )
     for layer, part in parts.items():
         if part.geometry.isna().all():
             # attribute table (density classes, whole-territory rows): no geometry column
@@ -183,7 +193,7 @@ def export_table(name: str, df: pd.DataFrame, dest: Path) -> list[Path]:
                 pd.DataFrame(part.drop(columns="geometry")), gpkg, layer=layer, driver="GPKG"
             )
         else:
-            pyogrio.write_dataframe(part, gpkg, layer=layer, driver="GPKG")
+            pyogrio.write_dataframe(part, gpkg, layer=layer, driver="GPKG", use_arrow=USE_ARROW)
     return [csv, geojson, gpkg]
 
 
