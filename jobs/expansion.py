@@ -11,12 +11,17 @@ subscribers spilling over a border neither makes a factor of thousands nor is lo
 
 A hexagon's factor mixes its départements' factors by population: its expected
 subscribers are sum_d pop(d) / factor(d), so factor = pop / that (a harmonic mean).
-Estimates (``*_est``) are raw published counts x factor, rounded, joined to the rows
-the gate has already published: k applies to raw counts, never to estimates. Residents
-are additive, so their coarse estimates are sums of the finest ones (a parent's estimate
-minus its children's is the estimate of the same residual users).
 
-Driver-side pandas: the inputs are one row per home hexagon and per published cell.
+Estimates (``*_est``) are joined to the rows the gate has already published (k applies
+to raw counts only). Within one tree of the coarsest resolution every estimate is the
+same whole number times its raw count: the tree's effective factor on its residents,
+rounded. So any difference of published estimates an attacker can form across
+resolutions is that number times the difference of raw counts, which the gate keeps out
+of [1, k) — per-cell or fractional factors would let rounding and factor mixing put
+such differences at 1 or 2. The cost: one factor per coarse hexagon (~1,800 km2 at res 4;
+a border one mixes its départements) and a rounding error below 0.5 / factor.
+
+Driver-side pandas: the inputs are one row per home hexagon and per published tree.
 Data: INSEE, IGN (Licence Ouverte 2.0) through mobiterra.geo.
 """
 
@@ -32,9 +37,10 @@ from pyspark.sql import functions as F
 from jobs.residence import count_residents
 from mobiterra import columns as C
 from mobiterra.config import ExpansionParams
-from mobiterra.geo.attribution import GRID_RESOLUTION, departement_shares, h3_parent
+from mobiterra.geo.attribution import GRID_RESOLUTION, departement_shares
 from mobiterra.geo.france import departements as departement_outlines
 from mobiterra.geo.grid import cells_to_communes, population_grid
+from mobiterra.h3cols import h3_parent
 from mobiterra.h3tree import parent_np
 
 CALIBRATED = "calibrated"
@@ -57,7 +63,7 @@ def attribution_resolution(finest: int) -> int:
 def _at_resolution(cells: np.ndarray, resolution: int) -> tuple[np.ndarray, int]:
     """Cells finer than the population grid are replaced by their grid-resolution parent."""
     if resolution > GRID_RESOLUTION:
-        return h3_parent(np.asarray(cells, np.int64), GRID_RESOLUTION), GRID_RESOLUTION
+        return parent_np(cells, GRID_RESOLUTION), GRID_RESOLUTION
     return np.asarray(cells, np.int64), resolution
 
 
@@ -84,9 +90,9 @@ def network_coverage(
     if not departements:
         return pd.Series(dtype=float)
     res = min(resolution, GRID_RESOLUTION)
-    covered = np.unique(h3_parent(np.unique(np.asarray(coverage_cells, np.int64)), res))
+    covered = np.unique(parent_np(np.unique(np.asarray(coverage_cells, np.int64)), res))
     grid = population_grid(GRID_RESOLUTION, departements)
-    inside = np.isin(h3_parent(grid["h3_id"].to_numpy(), res), covered)
+    inside = np.isin(parent_np(grid["h3_id"].to_numpy(), res), covered)
     total = grid.groupby(C.DEPARTEMENT_CODE)["population"].sum()
     return (grid["population"] * inside).groupby(grid[C.DEPARTEMENT_CODE]).sum() / total
 
@@ -160,112 +166,90 @@ def cell_factors(cells: np.ndarray, resolution: int, factors: pd.DataFrame) -> n
     return by_cell.reindex(at).to_numpy(float)
 
 
-def residents_factors(
-    finest_counts: pd.DataFrame, finest: int, resolutions: list[int], factors: pd.DataFrame
+def tree_factors(
+    finest_counts: pd.DataFrame,
+    finest: int,
+    coarsest: int,
+    factors: pd.DataFrame,
+    roots: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """(resolution, h3_cell, factor) for the residents table at every resolution.
+    """(root, factor): one whole-number factor per ``coarsest``-resolution cell.
 
-    ``finest_counts``: (h3_cell, residents) at the finest resolution, before the gate.
-    A coarse cell's factor is its estimate (the sum of its finest cells' estimates)
-    divided by its residents, so estimates add up across resolutions.
+    The root's factor is its effective factor on its residents: the sum of its finest
+    cells' estimates (residents x cell factor) over its residents, so the tree's
+    estimates add up to what per-cell factors give. ``roots`` without residents take
+    their own cell factor. Rounded to a whole number so that every estimate of the tree
+    is exactly that number times the raw count (see the module docstring).
+    ``finest_counts``: (h3_cell, residents) at ``finest``, before the gate.
     """
     fine = finest_counts[[C.H3_CELL, C.RESIDENTS]].copy()
     fine["est"] = fine[C.RESIDENTS] * cell_factors(fine[C.H3_CELL].to_numpy(), finest, factors)
-    out = []
-    for r in resolutions:
-        cells = parent_np(fine[C.H3_CELL].to_numpy(), r)
-        sums = fine.assign(**{C.H3_CELL: cells}).groupby(C.H3_CELL)[[C.RESIDENTS, "est"]]
-        sums = sums.sum(min_count=1).reset_index()
-        out.append(
-            pd.DataFrame(
-                {
-                    C.RESOLUTION: r,
-                    C.H3_CELL: sums[C.H3_CELL].to_numpy(np.int64),
-                    C.FACTOR: (sums["est"] / sums[C.RESIDENTS]).to_numpy(float),
-                }
-            )
-        )
-    return pd.concat(out, ignore_index=True).dropna(subset=[C.FACTOR])
-
-
-def factors_by_cell(cells: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame:
-    """(resolution, h3_cell, factor) of the given (resolution, h3_cell) rows."""
-    out = []
-    for r, rows in cells.groupby(C.RESOLUTION):
-        ids = rows[C.H3_CELL].to_numpy(np.int64)
-        out.append(
-            pd.DataFrame(
-                {C.RESOLUTION: int(r), C.H3_CELL: ids, C.FACTOR: cell_factors(ids, int(r), factors)}
-            )
-        )
-    if not out:
-        return pd.DataFrame(columns=[C.RESOLUTION, C.H3_CELL, C.FACTOR])
-    return pd.concat(out, ignore_index=True).dropna(subset=[C.FACTOR])
+    fine["root"] = parent_np(fine[C.H3_CELL].to_numpy(), coarsest)
+    sums = fine.groupby("root")[[C.RESIDENTS, "est"]].sum(min_count=1)
+    by_root = (sums["est"] / sums[C.RESIDENTS]).dropna()
+    if roots is not None:
+        others = np.setdiff1d(np.unique(np.asarray(roots, np.int64)), by_root.index.to_numpy())
+        own = pd.Series(cell_factors(others, coarsest, factors), index=others)
+        by_root = pd.concat([by_root, own.dropna()])
+    rounded = by_root.round()
+    rounded = rounded[rounded >= 1]  # below one person per subscriber: no estimate
+    return pd.DataFrame(
+        {"root": rounded.index.to_numpy(np.int64), C.FACTOR: rounded.to_numpy(np.int64)}
+    )
 
 
 def with_estimate(
     published_df: DataFrame,
-    cell_factors_df: DataFrame,
+    root_factors_df: DataFrame,
+    coarsest: int,
     count: str,
     estimate: str,
-    k: int,
 ) -> DataFrame:
-    """``estimate`` = round(count x factor of the row's (resolution, h3_cell)).
+    """``estimate`` = ``count`` x the whole-number factor of the row's ``coarsest`` ancestor.
 
-    Null where the cell has no factor, and null rather than a value in [1, k) (a factor
-    below 1 would need more subscribers than inhabitants; never published as such).
-    ``cell_factors_df``: resolution, h3_cell, factor (small: broadcast).
+    Null where the tree has no factor. Every estimate of a tree is the same multiple of
+    its raw count, so a difference of estimates is that multiple of the difference of
+    raw counts, which the gate already keeps out of [1, k); a factor >= 1 keeps every
+    estimate >= its count >= k. ``root_factors_df``: root, factor (small: broadcast).
     """
-    keyed_df = cell_factors_df.select(
-        F.col(C.RESOLUTION).cast("int").alias("_res"),
-        F.col(C.H3_CELL).cast("long").alias("_cell"),
-        F.col(C.FACTOR).cast("double").alias("_factor"),
+    keyed_df = root_factors_df.select(
+        F.col("root").cast("long").alias("_root"), F.col(C.FACTOR).cast("long").alias("_factor")
     )
-    on = (F.col(C.RESOLUTION) == F.col("_res")) & (F.col(C.H3_CELL) == F.col("_cell"))
-    value = F.round(F.col(count) * F.col("_factor")).cast("long")
+    on = h3_parent(C.H3_CELL, coarsest) == F.col("_root")
     return (
         published_df.drop(estimate)
         .join(F.broadcast(keyed_df), on=on, how="left")
-        .withColumn(estimate, F.when((value >= 1) & (value < k), F.lit(None)).otherwise(value))
-        .drop("_res", "_cell", "_factor")
+        .withColumn(estimate, (F.col(count) * F.col("_factor")).cast("long"))
+        .drop("_root", "_factor")
     )
 
 
-def _factors_df(spark, factors: pd.DataFrame) -> DataFrame:
-    columns = [
-        factors[C.RESOLUTION].astype(int).tolist(),
-        factors[C.H3_CELL].astype(np.int64).tolist(),
-        factors[C.FACTOR].astype(float).tolist(),
-    ]
-    return spark.createDataFrame(
-        list(zip(*columns, strict=True)), "resolution int, h3_cell long, factor double"
-    )
-
-
-def residents_estimator(
-    homes_df: DataFrame, resolutions: list[int], factors: pd.DataFrame, k: int
+def estimator(
+    homes_df: DataFrame,
+    resolutions: list[int],
+    factors: pd.DataFrame,
+    count: str,
+    estimate_column: str,
 ) -> Callable[[DataFrame], DataFrame]:
-    """``residents_est`` for the published residents rows (see :func:`residents_factors`)."""
+    """The ``*_est`` column of a table's published rows (int64 ``h3_cell``): ``count`` x
+    the whole-number factor of the row's coarsest-resolution tree (:func:`tree_factors`,
+    effective factors on the month's residents ``homes_df``)."""
 
     def estimate(published_df: DataFrame) -> DataFrame:
-        finest = max(resolutions)
+        finest, coarsest = max(resolutions), min(resolutions)
         fine = count_residents(homes_df, [finest]).select(C.H3_CELL, C.RESIDENTS).toPandas()
-        by_cell = residents_factors(fine, finest, resolutions, factors)
-        by_cell_df = _factors_df(published_df.sparkSession, by_cell)
-        return with_estimate(published_df, by_cell_df, C.RESIDENTS, C.RESIDENTS_EST, k)
-
-    return estimate
-
-
-def cells_estimator(
-    factors: pd.DataFrame, count: str, estimate_column: str, k: int
-) -> Callable[[DataFrame], DataFrame]:
-    """``estimate_column`` = ``count`` x the factor of each published row's cell."""
-
-    def estimate(published_df: DataFrame) -> DataFrame:
-        cells = published_df.select(C.RESOLUTION, C.H3_CELL).distinct().toPandas()
-        by_cell_df = _factors_df(published_df.sparkSession, factors_by_cell(cells, factors))
-        return with_estimate(published_df, by_cell_df, count, estimate_column, k)
+        roots = (
+            published_df.select(h3_parent(C.H3_CELL, coarsest).alias("root"))
+            .distinct()
+            .toPandas()["root"]
+            .to_numpy()
+        )
+        by_root = tree_factors(fine, finest, coarsest, factors, roots)
+        by_root_df = published_df.sparkSession.createDataFrame(
+            list(zip(by_root["root"].tolist(), by_root[C.FACTOR].tolist(), strict=True)),
+            "root long, factor long",
+        )
+        return with_estimate(published_df, by_root_df, coarsest, count, estimate_column)
 
     return estimate
 

@@ -239,7 +239,9 @@ def stage_publish(
     estimate = None
     if expansion_path is not None:
         factors = expansion.read_factors(expansion_path)
-        estimate = expansion.residents_estimator(homes_df, cfg.resolutions, factors, cfg.k)
+        estimate = expansion.estimator(
+            homes_df, cfg.resolutions, factors, C.RESIDENTS, C.RESIDENTS_EST
+        )
     stats = {
         "residents": _publish_table(
             spark,

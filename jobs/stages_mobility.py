@@ -53,8 +53,9 @@ def stage_expansion(
 ) -> dict:
     """Factors per département from ``calibration_month``'s homes -> ``staging/expansion``.
 
-    Returns a summary for the manifest (``table``: the folder's name in the month). The table holds factors and
-    network coverage, never a subscriber count (docs/privacy.md "Expansion").
+    Returns a summary for the manifest (``table``: the folder's name in the month). The
+    table holds factors and network coverage, never a subscriber count (docs/privacy.md
+    "Expansion").
     """
     res = expansion.attribution_resolution(cfg.finest_resolution)
     home_counts = (
@@ -108,10 +109,11 @@ def stage_publish_mobility(
     marked_residents = Path(work) / "marked-residents"
     if not marked_residents.exists():
         raise RuntimeError(f"{marked_residents} missing: run stage_publish before this stage")
+    homes_df = spark.read.parquet(homes_path)
     counts = mobility.mobility_counts(
         spark.read.parquet(events_path),
         spark.read.parquet(coverage_path),
-        spark.read.parquet(homes_path),
+        homes_df,
         cfg,
         cfg.month,
         stays_df=spark.read.parquet(stays_path),
@@ -119,7 +121,7 @@ def stage_publish_mobility(
     estimate = None
     if expansion_path is not None:
         factors = expansion.read_factors(expansion_path)
-        estimate = expansion.cells_estimator(factors, C.USERS, C.USERS_EST, cfg.k)
+        estimate = expansion.estimator(homes_df, cfg.resolutions, factors, C.USERS, C.USERS_EST)
     # Residents of a cell >= the home -> work users leaving it (each has one home).
     home_margin = gate.Margin(
         spark.read.parquet(str(marked_residents)),
