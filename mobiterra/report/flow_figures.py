@@ -17,7 +17,7 @@ from mobiterra import maps
 from mobiterra.report import inputs
 from mobiterra.report.context import Context, MapFile, finish, hex_area
 
-# Flow maps are framed on their arrows, at least 3 times the longest wide and never
+# Flow maps are framed on their arrows, at least 1.5 times the longest wide and never
 # tighter than this (metres, Lambert-93).
 MIN_FRAME_M = 10_000
 
@@ -46,22 +46,40 @@ def flow_map(
     ctx: Context, flows: pd.DataFrame, value: str, title: str, note: str, legend: str, stem: Path
 ) -> MapFile | None:
     """Curved arrows of the largest flows, framed on them, over the département outlines
-    (the départements at the ends named, for flows between départements)."""
+    (the départements at the ends named; between hexagons, the hexagons outlined)."""
     if flows.empty:
         return None
     top = flows.nlargest(ctx.max_flows, value)
     ox, oy = maps.to_lambert(top["origin_lon"], top["origin_lat"])
     dx, dy = maps.to_lambert(top["destination_lon"], top["destination_lat"])
     longest = float(np.hypot(dx - ox, dy - oy).max())
-    bounds = maps.frame(maps.flow_bounds(top), max(3 * longest, MIN_FRAME_M), ratio=1.0)
+    hexes = None
+    extent = maps.flow_bounds(top)
+    if C.ORIGIN_CELL in top:  # the hexagons the arrows join, as the zones they stand for
+        cells = pd.unique(top[[C.ORIGIN_CELL, C.DESTINATION_CELL]].to_numpy().ravel())
+        hexes = maps.hexagons(pd.DataFrame({C.H3_CELL: cells}))
+        hb = hexes.total_bounds
+        extent = (min(extent[0], hb[0]), min(extent[1], hb[1]),
+                  max(extent[2], hb[2]), max(extent[3], hb[3]))  # fmt: skip
+    bounds = maps.frame(extent, max(1.5 * longest, MIN_FRAME_M), ratio=1.0)
     ax = maps.new_map((9.5, 8.5))
     if "origin_code" in top:
         ends = list(dict.fromkeys([*top["origin_code"], *top["destination_code"]]))
     else:
         ends = end_departements(ctx, top)
     maps.plot_outlines(ctx.outlines(bounds), ax=ax, highlight=ends, label="departement_name")
+    if hexes is not None:
+        hexes.plot(
+            ax=ax,
+            facecolor="none",
+            edgecolor=maps.FLOW_COLOR,
+            linewidth=0.8,
+            linestyle="--",
+            alpha=0.6,
+            zorder=3,
+        )
     maps.plot_flows(top, value, ax=ax, max_flows=ctx.max_flows, legend_title=legend)
-    maps.set_extent(ax, bounds, pad=0.08)
+    maps.set_extent(ax, bounds, pad=0.03)
     return finish(ctx, ax, title, [note], stem)
 
 
