@@ -414,6 +414,17 @@ def test_a_month_without_baseline_or_diagnostics_still_reports(hand_out):
     assert (feb / "report" / "index.html").exists()
 
 
+def test_without_the_baseline_folder_communes_show_the_change(hand_out):
+    shutil.rmtree(hand_out / "2020-02")
+    summary = build_report(None, hand_out / "2020-04")
+    assert summary["maps"][:2] == ["residents_france", "residents_change_departements"]
+    # the diagnostics table publishes one commune's change (Auxerre, 89)
+    assert summary["maps"][-1] == "residents_change_89"
+    svg = (hand_out / "2020-04" / "maps" / "residents_change_89.svg").read_text()
+    assert "Yonne (89)" in svg and "Communes dont les résidents sont publiés" in svg
+    assert any("pas à côté" in n for n in summary["notes"])
+
+
 def test_empty_published_tables_do_not_break_the_report(hand_out):
     month = hand_out / "2020-04"
     for name in ("residents", "residence_shift"):

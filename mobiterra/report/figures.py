@@ -61,7 +61,7 @@ def with_departement(gdf: gpd.GeoDataFrame, ctx: Context) -> gpd.GeoDataFrame:
     return gdf.assign(departement_code=code.to_numpy())
 
 
-def present_departements(ctx: Context, cells: gpd.GeoDataFrame) -> list[str]:
+def present_departements(ctx: Context, cells: gpd.GeoDataFrame | None) -> list[str]:
     """Départements in the data, most residents first: those with published residents in
     the diagnostics table, else those where published hexagons of resolution >=
     DETAIL_RESOLUTION lie (coarser hexagons straddle départements)."""
@@ -74,6 +74,8 @@ def present_departements(ctx: Context, cells: gpd.GeoDataFrame) -> list[str]:
         ]
         if len(rows):
             return rows.sort_values("residents", ascending=False)["code"].tolist()
+    if cells is None:
+        return []
     fine = cells[cells[C.RESOLUTION] >= DETAIL_RESOLUTION]
     weight = fine.groupby(["departement_code", C.RESOLUTION])[_weight(cells)].sum()
     return weight.groupby(level=0).max().sort_values(ascending=False).index.tolist()
@@ -187,6 +189,55 @@ def departement_map(
     return finish(ctx, ax, title, notes, maps_dir / f"{stem}_{code}", "departement")
 
 
+def _commune_changes(diagnostics: pd.DataFrame | None) -> pd.DataFrame:
+    if diagnostics is None:
+        return pd.DataFrame(columns=["code", "departement_code"])
+    return diagnostics[
+        (diagnostics["kind"] == "territory")
+        & (diagnostics["unit"] == "commune")
+        & diagnostics["residents_change_pct"].notna()
+    ]
+
+
+def departement_communes_map(
+    ctx: Context, rows: pd.DataFrame, code: str, communes: gpd.GeoDataFrame, maps_dir: Path
+) -> MapFile | None:
+    """Communes of one département coloured by their change in residents (diagnostics
+    table); communes without a published change stay grey."""
+    com = communes[communes["departement_code"] == code]
+    published = com.merge(
+        rows[["code", "residents_change", "residents_change_pct"]],
+        left_on="commune_code",
+        right_on="code",
+        how="inner",
+    )
+    if published.empty:
+        return None
+    dep = ctx.departements[ctx.departements["departement_code"] == code]
+    bounds = dep.total_bounds
+    width = max(bounds[2] - bounds[0], bounds[3] - bounds[1])
+    ax = maps.new_map((9.0, 8.0))
+    maps.plot_outlines(ctx.outlines(bounds), ax=ax, highlight=[code])
+    com.boundary.simplify(width / 2000).plot(ax=ax, color="#b5b5b5", linewidth=0.25, zorder=2)
+    maps.plot_change(
+        published, "residents_change_pct", ax=ax, legend_title=ctx.t("legend_change") + " (%)"
+    )
+    maps.set_extent(ax, bounds, pad=0.05)
+    big = published.sort_values("residents_change", key=abs, ascending=False)
+    pts = big.geometry.representative_point()
+    texts = [
+        f"{short_name(n)}\n{number(p, ctx.lang, signed=True, digits=1)} %"
+        for n, p in zip(big["commune_name"], big["residents_change_pct"], strict=True)
+    ]
+    maps.label_points(ax, pts.x, pts.y, texts, fontsize=7)
+    title = ctx.t(
+        "map_change_dep", name=dep["departement_name"].iloc[0], code=code, month=ctx.month,
+        baseline=ctx.baseline,
+    )  # fmt: skip
+    notes = [ctx.t("communes_note"), ctx.t("residents_def")]
+    return finish(ctx, ax, title, notes, maps_dir / f"residents_change_{code}", "departement")
+
+
 def short_name(commune: str) -> str:
     """Shorten arrondissements: "Paris 17e Arrondissement" -> "17e"; others unchanged."""
     m = re.match(r"^(?:Paris|Lyon|Marseille) (\d+(?:er|e))\s+Arrondissement$", commune)
@@ -250,7 +301,7 @@ def build_maps(
     change = change_cells(data)
     if change is None and data.tables.get("residents") is not None:
         change = data.tables["residents"]  # no baseline: residents maps
-        notes.append(ctx.t("no_baseline"))
+        notes.append(ctx.t("no_baseline" if data.baseline_month else "no_baseline_month"))
     if change is not None and not change.empty:
         made.append(national_map(ctx, change, maps_dir))
     if diagnostics is not None:
@@ -259,6 +310,17 @@ def build_maps(
     flows, flow_notes = flow_figures.flow_maps(ctx, maps_dir)
     made += flows
     notes += flow_notes
+
+    commune_rows = _commune_changes(diagnostics)
+    if change_cells(data) is None and len(commune_rows):
+        # no baseline folder beside the month: the diagnostics table's communes show the
+        # change in each département instead of hexagons of this month's residents
+        wanted = present_departements(ctx, None) if departements is None else departements
+        wanted = [d for d in wanted if d in set(commune_rows["departement_code"])]
+        com = load_communes(wanted).to_crs(maps.LAMBERT93) if wanted else None
+        for code in sorted(wanted):
+            made.append(departement_communes_map(ctx, commune_rows, code, com, maps_dir))
+        return [m for m in made if m is not None], notes
 
     if change is not None and not change.empty:
         cells = with_departement(maps.hexagons(change), ctx)

@@ -89,8 +89,11 @@ TEXT = {
         "method": "Méthode et secret statistique",
         "no_flow": "Aucun flux de déménagement entre deux zones n'atteint k = {k} usagers "
         "à l'échelle des hexagones ; aucune carte de flux n'est produite.",
-        "no_baseline": "Pas de mois de référence publié : les cartes montrent les résidents "
-        "du mois, pas leur évolution.",
+        "no_baseline_month": "Pas de mois de référence : les cartes montrent les résidents du "
+        "mois, pas leur évolution.",
+        "no_baseline": "Le dossier du mois de référence n'est pas à côté de ce mois : la carte "
+        "des hexagones montre les résidents du mois ; l'évolution est donnée par département "
+        "et par commune (table diagnostics) quand elle est publiée.",
         "map_residents": "Résidents détectés, {month}",
         "map_residents_dep": "{name} ({code}) — résidents détectés, {month}",
         "legend_residents": "Résidents (usagers)",
@@ -114,6 +117,8 @@ TEXT = {
         "legend_users": "Usagers",
         "legend_trips": "Trajets",
         "hex_note": "Hexagones H3 de résolution {res} (≈ {area} km²), publiés les deux mois.",
+        "communes_note": "Communes dont les résidents sont publiés les deux mois (table "
+        "diagnostics) ; en gris, communes sans évolution publiée.",
         "deps_note": "Départements dont les résidents sont publiés les deux mois (table "
         "diagnostics).",
         "flows_dep_note": "Flux entre départements (table diagnostics) ; flèche de l'ancien "
@@ -180,8 +185,11 @@ TEXT = {
         "method": "Method and suppression",
         "no_flow": "No residence move between two areas reaches k = {k} users at the hexagon "
         "level; no flow map is produced.",
-        "no_baseline": "No published baseline month: the maps show the month's residents, "
-        "not their change.",
+        "no_baseline_month": "No baseline month: the maps show the month's residents, not "
+        "their change.",
+        "no_baseline": "The baseline month's folder is not beside this month: the hexagon map "
+        "shows the month's residents; the change is given by département and commune "
+        "(diagnostics table) where published.",
         "map_residents": "Residents detected, {month}",
         "map_residents_dep": "{name} ({code}) — residents detected, {month}",
         "legend_residents": "Residents (users)",
@@ -204,6 +212,8 @@ TEXT = {
         "legend_users": "Users",
         "legend_trips": "Trips",
         "hex_note": "H3 hexagons of resolution {res} (≈ {area} km²) published in both months.",
+        "communes_note": "Communes whose residents are published in both months (diagnostics "
+        "table); in grey, communes without a published change.",
         "deps_note": "Départements whose residents are published in both months (diagnostics "
         "table).",
         "flows_dep_note": "Flows between départements (diagnostics table); arrow from the "
