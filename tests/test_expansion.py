@@ -79,40 +79,48 @@ def test_cell_factor_is_the_population_weighted_harmonic_mean():
     assert np.isnan(expansion.cell_factors(np.array([AURILLAC]), 8, _factors(**{"15": None})))
 
 
-def test_residents_estimates_add_up_across_resolutions():
-    fine = pd.DataFrame({C.H3_CELL: [AURILLAC, AURILLAC_2, CAHORS], C.RESIDENTS: [150, 50, 80]})
-    by_cell = expansion.residents_factors(
-        fine, 8, [4, 6, 8], _factors(**{"15": 100.0, "46": 400.0})
+def test_one_whole_factor_per_coarse_tree_from_its_residents():
+    factors = _factors(**{"15": 100.0, "46": 400.0})
+    # a resolution-4 tree holding residents of both départements (see the test above)
+    border = h3.str_to_int(h3.latlng_to_cell(44.85, 2.10, 4))
+    cantal_side, lot_side = _children_in(border, "15"), _children_in(border, "46")
+    fine = pd.DataFrame({C.H3_CELL: [AURILLAC, cantal_side, lot_side], C.RESIDENTS: [150, 30, 10]})
+    empty_root = _parent(CAHORS, 4)  # no residents: its own population mix
+    got = expansion.tree_factors(fine, 8, 4, factors, np.array([empty_root]))
+    got = got.set_index("root")[C.FACTOR].to_dict()
+    assert got[_parent(AURILLAC, 4)] == 100
+    assert got[border] == round((30 * 100 + 10 * 400) / 40)  # 175: its residents' mix
+    assert got[empty_root] == 400
+    assert all(isinstance(v, int) for v in got.values())
+
+
+def _children_in(cell: int, departement: str) -> int:
+    """A populated resolution-8 descendant of ``cell`` lying wholly in ``departement``."""
+    children = np.array(
+        [h3.str_to_int(c) for c in h3.cell_to_children(h3.int_to_str(cell), 8)], np.int64
     )
-    fine_rows = by_cell[by_cell[C.RESOLUTION] == 8].set_index(C.H3_CELL)[C.FACTOR]
-    assert fine_rows.to_dict() == {AURILLAC: 100.0, AURILLAC_2: 100.0, CAHORS: 400.0}
-    for r in (4, 6, 8):
-        rows = by_cell[by_cell[C.RESOLUTION] == r]
-        parents = [_parent(c, r) for c in fine[C.H3_CELL]]
-        residents = fine.groupby(parents)[C.RESIDENTS].sum()
-        est = (rows.set_index(C.H3_CELL)[C.FACTOR] * residents).sum()
-        assert est == pytest.approx(200 * 100 + 80 * 400), r
+    shares = departement_shares(children, 8, ["15", "46"])
+    whole = shares[(shares[C.DEPARTEMENT_CODE] == departement) & (shares["share"] == 1.0)]
+    return int(whole["cell"].iloc[len(whole) // 2])
 
 
 def _parent(cell: int, res: int) -> int:
     return h3.str_to_int(h3.cell_to_parent(h3.int_to_str(cell), res))
 
 
-def test_estimates_join_published_rows_and_never_land_in_one_to_k(spark):
+def test_estimates_are_one_multiple_of_raw_counts_per_tree(spark):
+    root = _parent(AURILLAC, 4)
     published_df = spark.createDataFrame(
-        [(8, AURILLAC, 25), (8, LE_PUY, 30), (8, CAHORS, 40), (6, _parent(AURILLAC, 6), 60)],
+        [(8, AURILLAC, 25), (6, _parent(AURILLAC, 6), 60), (4, root, 85), (8, LE_PUY, 30)],
         "resolution int, h3_cell long, users long",
     )
-    factors_df = spark.createDataFrame(
-        [(8, AURILLAC, 10.42), (8, CAHORS, 0.2), (6, _parent(AURILLAC, 6), 3.0)],
-        "resolution int, h3_cell long, factor double",
-    )
-    got = expansion.with_estimate(published_df, factors_df, C.USERS, C.USERS_EST, K)
+    factors_df = spark.createDataFrame([(root, 173)], "root long, factor long")
+    got = expansion.with_estimate(published_df, factors_df, 4, C.USERS, C.USERS_EST)
     assert got.columns == [C.RESOLUTION, C.H3_CELL, C.USERS, C.USERS_EST]
     rows = {(r[C.RESOLUTION], r[C.H3_CELL]): r[C.USERS_EST] for r in got.collect()}
     assert rows == {
-        (8, AURILLAC): 261,  # 25 x 10.42 = 260.5, rounded half up
-        (8, LE_PUY): None,  # no factor for the cell
-        (8, CAHORS): None,  # 40 x 0.2 = 8 would be in [1, k): withheld
-        (6, _parent(AURILLAC, 6)): 180,
+        (8, AURILLAC): 25 * 173,
+        (6, _parent(AURILLAC, 6)): 60 * 173,
+        (4, root): 85 * 173,  # minus its child: (85 - 60) x 173, as the raw 25 >= k
+        (8, LE_PUY): None,  # no factor for its tree
     }
