@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 
 from jobs import cells as cells_rules
@@ -82,9 +82,12 @@ def with_cell_status(events_df: DataFrame, cells_df: DataFrame, timezone: str) -
 def with_rejection_reason(df: DataFrame) -> DataFrame:
     """``reason``: the first rule a row breaks, null for a good row."""
     raw_ts = F.col(C.TIMESTAMP_RAW)
+    # A parsed timestamp is never blank: testing it first spares formatting every typed
+    # (Parquet) timestamp as a string (AND short-circuits in generated code).
+    blank_ts = F.col(C.TIMESTAMP).isNull() & _blank(raw_ts)
     reason = (
         F.when(_blank(F.col(C.USER_ID)), F.lit(NULL_USER_ID))
-        .when(_blank(raw_ts), F.lit(NULL_TIMESTAMP))
+        .when(blank_ts, F.lit(NULL_TIMESTAMP))
         .when(F.col(C.TIMESTAMP).isNull(), F.lit(UNPARSEABLE_TIMESTAMP))
         .when(_blank(F.col(C.CELL_ID)), F.lit(NULL_CELL_ID))
         .when(~F.col(_KNOWN), F.lit(UNKNOWN_CELL))
@@ -123,11 +126,25 @@ def filter_rejected(classified_df: DataFrame) -> DataFrame:
     )
 
 
-def accepted_events(classified_df: DataFrame, key: bytes) -> DataFrame:
-    """Good in-period rows, exact duplicates dropped, user_id replaced by its keyed pseudonym."""
+def accepted_events(
+    classified_df: DataFrame, key: bytes, observation: Observation | None = None
+) -> DataFrame:
+    """Good in-period rows, exact duplicates dropped, user_id replaced by its keyed pseudonym.
+
+    With ``observation``, every classified row is also counted into ``bucket_metrics``
+    as the result is computed (``observation.get`` after the action).
+    """
+    # The select comes first: an observed plan keeps every column below it, and the
+    # quarantine-only ones (source file, raw timestamp) are costly to build per row.
+    narrow_df = classified_df.select(C.REASON, IN_PERIOD, C.USER_ID, C.TIMESTAMP, C.CELL_ID)
+    if observation is not None:
+        narrow_df = narrow_df.observe(observation, *bucket_metrics())
     return (
-        classified_df.filter(F.col(C.REASON).isNull() & F.col(IN_PERIOD))
+        narrow_df.filter(F.col(C.REASON).isNull() & F.col(IN_PERIOD))
         .select(C.USER_ID, C.TIMESTAMP, C.CELL_ID)
+        # Shuffle by user, then drop duplicates within partitions: one exchange and no
+        # partial aggregation, which on near-unique keys only costs (halves the step).
+        .repartition(C.USER_ID)
         .dropDuplicates([C.USER_ID, C.TIMESTAMP, C.CELL_ID])
         .select(
             user_key(F.col(C.USER_ID), key).alias(C.USER_KEY),
@@ -140,6 +157,30 @@ def accepted_events(classified_df: DataFrame, key: bytes) -> DataFrame:
 def count_buckets(classified_df: DataFrame) -> DataFrame:
     """Rows per (reason, in_period): one small aggregate, read back for the manifest."""
     return classified_df.groupBy(C.REASON, IN_PERIOD).count()
+
+
+def bucket_metrics() -> list[Column]:
+    """count_buckets as ``DataFrame.observe`` metrics: counted while the accepted events
+    are written, so ingest reads and classifies the events once, not twice."""
+    reason = F.col(C.REASON)
+    good = [
+        F.count_if(reason.isNull() & F.col(IN_PERIOD)).alias("ok_in"),
+        F.count_if(reason.isNull() & ~F.col(IN_PERIOD)).alias("ok_out"),
+    ]
+    other = F.count_if(reason.isNotNull() & ~reason.isin(*REASONS)).alias("other")
+    return [*good, *[F.count_if(reason == r).alias(r) for r in REASONS], other]
+
+
+def buckets_from_metrics(metrics: dict) -> list[dict]:
+    """Observed bucket_metrics -> rows shaped like count_buckets' (reason, in_period, count)."""
+    if metrics.get("other"):
+        raise ValueError(f"rejection reasons outside {REASONS}: {metrics['other']} rows")
+    rows = [
+        {C.REASON: None, IN_PERIOD: True, "count": metrics["ok_in"]},
+        {C.REASON: None, IN_PERIOD: False, "count": metrics["ok_out"]},
+        *({C.REASON: r, IN_PERIOD: None, "count": metrics[r]} for r in REASONS),
+    ]
+    return [r for r in rows if r["count"]]
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -73,8 +73,18 @@ def stage_ingest(
     )
     start, end = month_bounds_utc(month, cfg.timezone, cfg.residence.night_end_hour)
     classified_df = ingest.classify_events(raw_df, cells_df, start, end, cfg.timezone)
+    if staging is None:
+        # No quarantine (a baseline month): only the month's rows matter, and the filter
+        # prunes Parquet row groups by their time statistics. Counts are of these rows.
+        classified_df = classified_df.filter(F.col(ingest.IN_PERIOD))
 
-    buckets = ingest.count_buckets(classified_df).collect()
+    # The buckets are counted while the accepted events are written (one pass).
+    observation = Observation(f"ingest-{month}")
+    events_path = work / f"events-{month}"
+    ingest.accepted_events(classified_df, key, observation).write.mode("overwrite").parquet(
+        str(events_path)
+    )
+    buckets = ingest.buckets_from_metrics(observation.get)
     if staging is not None:
         rejected = sum(int(r["count"]) for r in buckets if r[C.REASON] is not None)
         qdir = staging / "quarantine"
@@ -90,8 +100,6 @@ def stage_ingest(
             qdir / "cells" / "part-00000.parquet",
         )
 
-    events_path = work / f"events-{month}"
-    ingest.accepted_events(classified_df, key).write.mode("overwrite").parquet(str(events_path))
     accepted_df = spark.read.parquet(str(events_path))
     rows_accepted = accepted_df.count()
     counts = ingest.IngestCounts.from_buckets(buckets, rows_accepted)

@@ -152,3 +152,19 @@ def test_cells_validation_quarantines_bad_coordinates_and_overlaps():
     assert status["d"] == cells_rules.AMBIGUOUS  # overlapping validity periods
     assert set(cells.loc[cells[C.CELL_ID] == "e", cells_rules.STATUS]) == {cells_rules.OK}
     assert cells_rules.NULL_CELL_ID in set(quarantine[C.REASON])
+
+
+def test_buckets_observed_while_writing_equal_the_counted_buckets(spark, cells_df):
+    """stage_ingest counts the buckets with DataFrame.observe during the accepted write."""
+    from pyspark.sql import Observation
+
+    rows = [r for r, _ in CASES] + [("u1", "2020-02-10T08:00:00Z", "good")] * 2
+    classified = _classify(spark, cells_df, rows)
+    observation = Observation("buckets")
+    accepted = ingest.accepted_events(classified, b"k", observation).count()
+    observed = ingest.IngestCounts.from_buckets(
+        ingest.buckets_from_metrics(observation.get), accepted
+    )
+    counted = ingest.IngestCounts.from_buckets(ingest.count_buckets(classified).collect(), accepted)
+    assert observed == counted
+    assert (observed.rows_read, observed.rows_out_of_period) == (len(rows), 2)
