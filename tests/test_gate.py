@@ -256,3 +256,24 @@ def test_numpy_parents_match_h3(res):
     expected = [h3.str_to_int(h3.cell_to_parent(h3.int_to_str(int(c)), int(res))) for c in cells]
     assert parent_np(cells, res).tolist() == expected
     assert h3_parent_np(cells, np.full(5, res, dtype=np.int32)).tolist() == expected
+
+
+def test_apply_matches_decide_on_every_row_of_every_period(spark):
+    """apply() leaves rows under k out of Python and decides buckets of periods per call:
+    the marks must equal decide() on the whole table."""
+    import synthetic_counts as S
+
+    counts = S.count_presence(S.homes(3000, seed=5), seed=5)
+    _, marked_df = gate.apply(spark.createDataFrame(counts), gate.PRESENT_POPULATION, K)
+    counts[C.PERIOD_START] = counts[C.PERIOD_START].astype("datetime64[ns]")
+    keys = [C.RESOLUTION, C.H3_CELL, C.PERIOD_START]
+    got = marked_df.toPandas().set_index(keys)[gate.SUPPRESSION].sort_index()
+    rounded = counts.assign(**{C.USERS_EST: np.floor(counts[C.USERS_EST] + 0.5)})  # HALF_UP
+    expected = decide(
+        rounded, k=K, cells=[C.H3_CELL], users=C.USERS, counts=[C.USERS_EST],
+        group=[C.PERIOD_START, C.PERIOD],
+    )  # fmt: skip
+    expected = pd.Series(expected.to_numpy(), index=pd.MultiIndex.from_frame(counts[keys]))
+    assert (counts[C.USERS] < K).sum() > len(counts) / 2  # most rows skip Python
+    assert (expected == SECONDARY).any()
+    assert got.fillna("published").equals(expected.sort_index().fillna("published"))
