@@ -167,6 +167,10 @@ def event_log_metrics(log_dir: Path) -> dict:
         }
         for label, d in per.items()
     }
+    totals: dict[str, dict] = defaultdict(lambda: defaultdict(float))
+    for label, d in stages.items():
+        for k, v in d.items():
+            totals[label.split("|")[0]][k] += v
     slowest = sorted(per_stage.items(), key=lambda kv: -kv[1].get("wall_s", 0))[:15]
     top = [
         {
@@ -180,4 +184,8 @@ def event_log_metrics(log_dir: Path) -> dict:
         }
         for sid, d in slowest
     ]
-    return {"by_pipeline_stage": stages, "slowest_spark_stages": top}
+    return {
+        "by_pipeline_stage": {k: {m: round(v, 2) for m, v in d.items()} for k, d in totals.items()},
+        "by_write": {k: d for k, d in stages.items() if "|" in k},
+        "slowest_spark_stages": top,
+    }

@@ -59,11 +59,49 @@ def keep_counts(work_root: Path, keep: Path) -> None:
                 os.link(f, dst / f.name)
 
 
-def bench_call(session, sampler: Sampler, calls: dict, outputs: dict, work_root: Path, keep: Path):
+def write_label(path) -> str:
+    """What a pipeline write is, from its target: counts-<t> (aggregation), marked-<t>
+    (the gate), the staging month's tables (publication), work tables by kind."""
+    name = Path(str(path)).name
+    if name.startswith("counts-"):
+        return f"counts:{name[7:]}"
+    if name.startswith("marked-"):
+        return f"gate:{name[7:]}"
+    for kind in ("events", "homes", "stays"):
+        if name.startswith(f"{kind}-"):
+            return kind
+    return f"write:{Path(str(path)).parent.name}/{name}"
+
+
+def probe_writes(session, state: dict, writes: dict) -> None:
+    """Patch DataFrameWriter.parquet so each write's Spark jobs are labelled
+    ``<stage>|<what>`` in the event log and its wall time is added to ``writes``."""
+    from pyspark.sql.readwriter import DataFrameWriter
+
+    original = DataFrameWriter.parquet
+
+    def parquet(self, path, *args, **kwargs):
+        stage = state.get("stage") or "other"
+        label = f"{stage}|{write_label(path)}"
+        session.sparkContext.setLocalProperty(STAGE_PROPERTY, label)
+        t0 = time.perf_counter()
+        try:
+            return original(self, path, *args, **kwargs)
+        finally:
+            writes[label] = round(writes.get(label, 0.0) + time.perf_counter() - t0, 3)
+            session.sparkContext.setLocalProperty(STAGE_PROPERTY, stage)
+
+    DataFrameWriter.parquet = parquet
+
+
+def bench_call(
+    session, sampler: Sampler, calls: dict, outputs: dict, state: dict, work_root: Path, keep: Path
+):
     """A pipeline ``Call`` that times each stage, labels its Spark jobs and memory samples,
     and keeps the count tables (the copy is timed apart and not charged to the stage)."""
 
     def call(name, fn, *args, spark: bool = True):
+        state["stage"] = name
         session.sparkContext.setLocalProperty(STAGE_PROPERTY, name)
         with sampler.phase(name) as rec:
             out = fn(session, *args) if spark else fn(*args)
@@ -76,6 +114,7 @@ def bench_call(session, sampler: Sampler, calls: dict, outputs: dict, work_root:
             rec["seconds"] += prev["seconds"]
         calls[name] = rec
         session.sparkContext.setLocalProperty(STAGE_PROPERTY, None)
+        state["stage"] = None
         return out
 
     return call
@@ -160,10 +199,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     calls: dict = {}
     outputs: dict = {}
+    state: dict = {}
+    writes: dict = {}
+    probe_writes(spark, state, writes)
     progress = Progress(quiet=True)
     with sampler.phase("pipeline") as whole:
         _, manifest = run_month(
-            cfg, bench_call(spark, sampler, calls, outputs, work_root, keep), progress
+            cfg, bench_call(spark, sampler, calls, outputs, state, work_root, keep), progress
         )
     spark.stop()
     kept = sum(c.get("keep_counts_s", 0) for c in calls.values())
@@ -178,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         "users_with_home": manifest["users_with_home"],
         "progress_durations_s": progress.durations(),
         "stages": {name: {**rec, **sampler.summary(name)} for name, rec in calls.items()},
+        "writes_s": writes,
         **sampler.summary("pipeline"),
         "tables": {t: v.get("rows_published") for t, v in manifest["tables"].items()},
         "spark": event_log_metrics(log_dir),
