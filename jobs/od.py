@@ -9,7 +9,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from jobs.periods import MONTH, filter_period_starts, utc_lit, with_periods
-from jobs.residence import LOCAL_TS, with_coverage, with_local_time, with_resolutions
+from jobs.residence import LOCAL_TS, with_local_time, with_resolutions
 from mobiterra import columns as C
 from mobiterra.config import DayPartParams, ResidenceParams
 
@@ -82,6 +82,51 @@ def count_days(day_events_df: DataFrame) -> DataFrame:
     )
 
 
+def count_covered_days(day_events_df: DataFrame, coverage_df: DataFrame) -> DataFrame:
+    """count_days of daytime events spread over their antenna cells' coverage hexagons.
+
+    As joining every event to its cell's hexagons then count_days, without a row per
+    event and hexagon (a voronoi cell covers tens of hexagons): days and events are
+    gathered per user and antenna cell piece first; a hexagon's days are the union of the
+    days of the pieces covering it, its events the weighted sum of theirs. One difference,
+    on purpose: weight x events per piece makes equal-weight hexagons of a cell tie
+    exactly (the lowest id wins), where a sum of weights per event let rounding noise of
+    the summation order pick among them. Needs ``day`` (filter_daytime); drops events of
+    cells absent from the coverage.
+    """
+    pieces_df = coverage_df.select(
+        F.col(C.CELL_ID).alias("_cid"),
+        F.col(C.VALID_FROM).alias("_vf"),
+        F.col(C.VALID_TO).alias("_vt"),
+    ).distinct()
+    active = (
+        (F.col(C.CELL_ID) == F.col("_cid"))
+        & (F.col("_vf").isNull() | (F.col(C.DAY) >= F.col("_vf")))
+        & (F.col("_vt").isNull() | (F.col(C.DAY) <= F.col("_vt")))
+    )
+    per_piece_df = (
+        day_events_df.groupBy(C.USER_KEY, C.CELL_ID, C.DAY)
+        .agg(F.count(F.lit(1)).alias("_n"))
+        .join(F.broadcast(pieces_df), on=active, how="inner")
+        .groupBy(C.USER_KEY, "_cid", "_vf", "_vt")
+        .agg(F.collect_set(C.DAY).alias("_days"), F.sum("_n").alias("_n"))
+    )
+    piece = (
+        (F.col("_cid") == F.col(C.CELL_ID))
+        & F.col("_vf").eqNullSafe(F.col(C.VALID_FROM))
+        & F.col("_vt").eqNullSafe(F.col(C.VALID_TO))
+    )
+    cov_df = coverage_df.select(C.CELL_ID, C.VALID_FROM, C.VALID_TO, C.H3_ID, C.WEIGHT)
+    return (
+        per_piece_df.join(F.broadcast(cov_df), on=piece, how="inner")
+        .groupBy(C.USER_KEY, C.H3_ID)
+        .agg(
+            F.size(F.array_distinct(F.flatten(F.collect_list("_days")))).alias(C.DAYS),
+            F.sum(F.col(C.WEIGHT) * F.col("_n")).alias(C.DAY_EVENTS),
+        )
+    )
+
+
 def with_daytime_anchor(day_counts_df: DataFrame, min_days: int) -> DataFrame:
     """One anchor per user: most days, then most (weighted) events, then lowest id.
 
@@ -110,8 +155,7 @@ def daytime_anchor(
     return (
         events_df.transform(with_local_time, timezone)
         .transform(filter_daytime, params, first, last)
-        .transform(with_coverage, coverage_df)
-        .transform(count_days)
+        .transform(count_covered_days, coverage_df)
         .transform(with_daytime_anchor, params.min_days)
     )
 

@@ -9,7 +9,13 @@ from pyspark.sql import functions as F
 
 from jobs import gate
 from jobs.mobility import mobility_counts
-from jobs.od import count_home_work, count_od, filter_daytime, with_daytime_anchor
+from jobs.od import (
+    count_covered_days,
+    count_home_work,
+    count_od,
+    filter_daytime,
+    with_daytime_anchor,
+)
 from jobs.residence import with_local_time
 from mobiterra import columns as C
 from mobiterra import schemas
@@ -108,6 +114,33 @@ def test_anchor_most_days_then_most_events_then_lowest_id(spark):
     )
     got = with_daytime_anchor(day_counts_df, min_days=4).collect()
     assert sorted(tuple(r) for r in got) == [("u1", B, 5), ("u2", min(A, A2), 4), ("u3", A, 6)]
+
+
+def test_covered_days_gather_pieces_before_spreading_over_hexagons(spark):
+    # cell c1 covers A and A2 (half each), c2 covers A2 alone; c3 is a re-used id whose
+    # second piece (from 20 Jan) covers B; events on A2 come from c1 and c2
+    coverage_df = spark.createDataFrame(
+        [
+            ("c1", None, None, A, 0.5),
+            ("c1", None, None, A2, 0.5),
+            ("c2", None, None, A2, 1.0),
+            ("c3", None, date(2024, 1, 19), A, 1.0),
+            ("c3", date(2024, 1, 20), None, B, 1.0),
+        ],
+        schemas.COVERAGE,
+    )
+    day = "user_key string, cell_id string, day date"
+    day_events_df = spark.createDataFrame(
+        [("u1", "c1", date(2024, 1, d)) for d in (15, 15, 16)]
+        + [("u1", "c2", date(2024, 1, d)) for d in (16, 17)]
+        + [("u1", "c3", date(2024, 1, d)) for d in (18, 22)]
+        + [("u1", "nowhere", date(2024, 1, 16))],  # edge: unknown cell, dropped
+        day,
+    )
+    got = count_covered_days(day_events_df, coverage_df).collect()
+    assert sorted((r[C.H3_ID], r[C.DAYS], r[C.DAY_EVENTS]) for r in got) == sorted(
+        [(A, 3, 0.5 * 3 + 1.0), (A2, 3, 0.5 * 3 + 2.0), (B, 1, 1.0)]
+    )
 
 
 def test_home_work_matrix_counts_users_with_both(spark):
