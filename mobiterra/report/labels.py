@@ -63,7 +63,7 @@ TEXT = {
         "net_shift": "Solde des déménagements",
         "downloads": "Téléchargements",
         "downloads_intro": "Chaque table publiée en CSV (tableur), GeoJSON et GeoPackage (QGIS). "
-        "Le fichier LISEZMOI décrit les colonnes, les unités et la règle de secret.",
+        "Le fichier README.md décrit les colonnes, les unités et la règle de secret.",
         "file": "Fichier",
         "format": "Format",
         "size": "Taille",
