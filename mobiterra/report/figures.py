@@ -269,6 +269,8 @@ def departements_change_map(
         deps, "residents_change_pct", ax=ax, legend_title=ctx.t("legend_change") + " (%)"
     )
     maps.set_extent(ax, bounds, pad=0.02)
+    # largest changes named first; a neighbour too close is left to the legend colours
+    deps = deps.loc[deps["residents_change"].abs().sort_values(ascending=False).index]
     pts = deps.geometry.representative_point()
     texts = [
         f"{name}\n{change_label(ctx, c, pct)}"
@@ -279,7 +281,7 @@ def departements_change_map(
             strict=True,
         )
     ]
-    maps.label_points(ax, pts.x, pts.y, texts, min_distance=0, fontsize=7.5)
+    maps.label_points(ax, pts.x, pts.y, texts, min_distance=(bounds[2] - bounds[0]) / 14)
     title = ctx.t("map_change_deps", month=ctx.month, baseline=ctx.baseline)
     notes = [ctx.t("deps_note"), ctx.t("residents_def")]
     return finish(ctx, ax, title, notes, maps_dir / "residents_change_departements")
