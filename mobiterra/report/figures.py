@@ -177,7 +177,10 @@ def departement_map(
     maps.plot_outlines(ctx.outlines(bounds), ax=ax, highlight=[code])
     com = communes[communes["departement_code"] == code]
     width = max(bounds[2] - bounds[0], bounds[3] - bounds[1])
-    com.boundary.simplify(width / 2000).plot(ax=ax, color="#b5b5b5", linewidth=0.25, zorder=2)
+    # commune outlines over the hexagons: the places a planner knows
+    com.boundary.simplify(width / 2000).plot(
+        ax=ax, color="#555555", linewidth=0.2, alpha=0.5, zorder=4
+    )
     _plot_cells(ctx, cells, ax)
     maps.set_extent(ax, bounds, pad=0.05)
     big = com.nlargest(COMMUNE_LABELS, "population")
@@ -218,7 +221,10 @@ def departement_communes_map(
     width = max(bounds[2] - bounds[0], bounds[3] - bounds[1])
     ax = maps.new_map((9.0, 8.0))
     maps.plot_outlines(ctx.outlines(bounds), ax=ax, highlight=[code])
-    com.boundary.simplify(width / 2000).plot(ax=ax, color="#b5b5b5", linewidth=0.25, zorder=2)
+    # commune outlines over the hexagons: the places a planner knows
+    com.boundary.simplify(width / 2000).plot(
+        ax=ax, color="#555555", linewidth=0.2, alpha=0.5, zorder=4
+    )
     maps.plot_change(
         published, "residents_change_pct", ax=ax, legend_title=ctx.t("legend_change") + " (%)"
     )
