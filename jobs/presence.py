@@ -133,15 +133,11 @@ def count_by_sweep(ranges_df: DataFrame, keys: list[str], step: Step) -> DataFra
 def _local_start(day: Column, hour: int, timezone: str, days_later: int = 0) -> Column:
     """UTC instant of local ``hour``:00 on local date ``day`` (+ ``days_later``)."""
     day = F.date_add(day, days_later) if days_later else day
-    return F.make_timestamp(
-        F.year(day),
-        F.month(day),
-        F.dayofmonth(day),
-        F.lit(hour),
-        F.lit(0),
-        F.lit(0),
-        timezone=F.lit(timezone),
-    )
+    # the wall-clock time as a session (UTC) timestamp, read in ``timezone``: the same
+    # instant as make_timestamp(..., timezone), which is ~10x slower per row (this runs
+    # a dozen times per stay and period type)
+    wall_clock = F.to_timestamp(day) + F.make_dt_interval(hours=F.lit(hour))
+    return F.to_utc_timestamp(wall_clock, timezone)
 
 
 def _window_hours(name: str, day_parts: DayPartParams) -> tuple[int, int, int]:
@@ -169,14 +165,19 @@ def _label_span(name: str, timezone: str, day_parts: DayPartParams) -> Column:
         period_end = _local_start(day, end_h, timezone, end_days)
         return (first_inside <= F.col(LAST)) & (first_inside < period_end)
 
-    def around(ts: str) -> Column:
+    def around(ts: str) -> list[Column]:
         day = F.to_date(F.from_utc_timestamp(F.col(ts), timezone))
-        return F.array(F.date_sub(day, 1), day, F.date_add(day, 1))
+        return [F.date_sub(day, 1), day, F.date_add(day, 1)]
+
+    def first_holding(days: list[Column]) -> Column:
+        # plain CASE WHENs, not filter() over an array: a lambda is interpreted per row,
+        # which made this step most of the cost of present population
+        return F.coalesce(*[F.when(holds(day), day) for day in days])
 
     return F.struct(
         F.lit(name).alias(C.PERIOD),
-        F.array_min(F.filter(around(FIRST), holds)).alias("_from"),
-        F.array_max(F.filter(around(LAST), holds)).alias("_to"),
+        first_holding(around(FIRST)).alias("_from"),  # the earliest holding label
+        first_holding(around(LAST)[::-1]).alias("_to"),  # the latest
     )
 
 
