@@ -170,8 +170,7 @@ def _label_span(name: str, timezone: str, day_parts: DayPartParams) -> Column:
         return [F.date_sub(day, 1), day, F.date_add(day, 1)]
 
     def first_holding(days: list[Column]) -> Column:
-        # plain CASE WHENs, not filter() over an array: a lambda is interpreted per row,
-        # which made this step most of the cost of present population
+        # the first of the candidate labels that holds a slot (CASE WHENs: no array lambda)
         return F.coalesce(*[F.when(holds(day), day) for day in days])
 
     return F.struct(
