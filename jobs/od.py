@@ -82,17 +82,18 @@ def count_days(day_events_df: DataFrame) -> DataFrame:
     )
 
 
-def count_covered_days(day_events_df: DataFrame, coverage_df: DataFrame) -> DataFrame:
+def count_covered_days(day_events_df: DataFrame, coverage_df: DataFrame, first: date) -> DataFrame:
     """count_days of daytime events spread over their antenna cells' coverage hexagons.
 
     As joining every event to its cell's hexagons then count_days, without a row per
     event and hexagon (a voronoi cell covers tens of hexagons): days and events are
-    gathered per user and antenna cell piece first; a hexagon's days are the union of the
-    days of the pieces covering it, its events the weighted sum of theirs. One difference,
-    on purpose: weight x events per piece makes equal-weight hexagons of a cell tie
-    exactly (the lowest id wins), where a sum of weights per event let rounding noise of
-    the summation order pick among them. Needs ``day`` (filter_daytime); drops events of
-    cells absent from the coverage.
+    gathered per user and antenna cell piece first, the days as a bit mask (bit i = day
+    ``first`` + i: the days lie in ``first`` .. ``first`` + 62, e.g. a month); a hexagon's
+    days are the union of the masks of the pieces covering it, its events the weighted
+    sum of theirs. One difference, on purpose: weight x events per piece makes
+    equal-weight hexagons of a cell tie exactly (the lowest id wins), where a sum of
+    weights per event let rounding noise of the summation order pick among them.
+    Needs ``day`` (filter_daytime); drops events of cells absent from the coverage.
     """
     pieces_df = coverage_df.select(
         F.col(C.CELL_ID).alias("_cid"),
@@ -104,12 +105,18 @@ def count_covered_days(day_events_df: DataFrame, coverage_df: DataFrame) -> Data
         & (F.col("_vf").isNull() | (F.col(C.DAY) >= F.col("_vf")))
         & (F.col("_vt").isNull() | (F.col(C.DAY) <= F.col("_vt")))
     )
+    bit = F.datediff(F.col(C.DAY), F.lit(first))
+    in_mask = F.when(bit.between(0, 62), bit).otherwise(
+        F.raise_error(F.lit(f"count_covered_days: a day outside {first} + 0..62 days"))
+    )
     per_piece_df = (
-        day_events_df.groupBy(C.USER_KEY, C.CELL_ID, C.DAY)
-        .agg(F.count(F.lit(1)).alias("_n"))
-        .join(F.broadcast(pieces_df), on=active, how="inner")
+        day_events_df.join(F.broadcast(pieces_df), on=active, how="inner")
+        .withColumn("_bit", in_mask)
         .groupBy(C.USER_KEY, "_cid", "_vf", "_vt")
-        .agg(F.collect_set(C.DAY).alias("_days"), F.sum("_n").alias("_n"))
+        .agg(
+            F.bit_or(F.expr("shiftleft(CAST(1 AS BIGINT), _bit)")).alias("_days"),
+            F.count(F.lit(1)).alias("_n"),
+        )
     )
     piece = (
         (F.col("_cid") == F.col(C.CELL_ID))
@@ -121,7 +128,7 @@ def count_covered_days(day_events_df: DataFrame, coverage_df: DataFrame) -> Data
         per_piece_df.join(F.broadcast(cov_df), on=piece, how="inner")
         .groupBy(C.USER_KEY, C.H3_ID)
         .agg(
-            F.size(F.array_distinct(F.flatten(F.collect_list("_days")))).alias(C.DAYS),
+            F.bit_count(F.bit_or("_days")).alias(C.DAYS),
             F.sum(F.col(C.WEIGHT) * F.col("_n")).alias(C.DAY_EVENTS),
         )
     )
@@ -155,7 +162,7 @@ def daytime_anchor(
     return (
         events_df.transform(with_local_time, timezone)
         .transform(filter_daytime, params, first, last)
-        .transform(count_covered_days, coverage_df)
+        .transform(count_covered_days, coverage_df, first)
         .transform(with_daytime_anchor, params.min_days)
     )
 

@@ -137,7 +137,7 @@ def test_covered_days_gather_pieces_before_spreading_over_hexagons(spark):
         + [("u1", "nowhere", date(2024, 1, 16))],  # edge: unknown cell, dropped
         day,
     )
-    got = count_covered_days(day_events_df, coverage_df).collect()
+    got = count_covered_days(day_events_df, coverage_df, date(2024, 1, 1)).collect()
     assert sorted((r[C.H3_ID], r[C.DAYS], r[C.DAY_EVENTS]) for r in got) == sorted(
         [(A, 3, 0.5 * 3 + 1.0), (A2, 3, 0.5 * 3 + 2.0), (B, 1, 1.0)]
     )
