@@ -101,25 +101,30 @@ def with_cell_place(events_df: DataFrame, coverage_df: DataFrame) -> DataFrame:
     return events_df.join(F.broadcast(places_df), on=active, how="inner").drop("_cid")
 
 
-def count_nights(night_events_df: DataFrame) -> DataFrame:
+def count_nights(night_events_df: DataFrame, first: date) -> DataFrame:
     """Per (user, place, antenna cell piece): the place's and the cell's nights and events.
 
     A place's nights are the distinct nights on any of its cells; the cell's own nights and
     events pick, inside the home place, the cell whose coverage the home is drawn from.
+    Nights are bits of a mask (bit i = night ``first`` + i; a month's nights fit), so the
+    union over a place's cells is a bitwise OR: one aggregation and a window of longs.
     """
-    per_night_df = night_events_df.groupBy(C.USER_KEY, PLACE_H3, *_CELL_KEY, C.NIGHT).agg(
-        F.count(F.lit(1)).alias("_n")
+    bit = F.datediff(F.col(C.NIGHT), F.lit(first))
+    in_mask = F.when(bit.between(0, 62), bit).otherwise(
+        F.raise_error(F.lit(f"count_nights: a night outside {first} + 0..62 days"))
     )
     place = Window.partitionBy(C.USER_KEY, PLACE_H3)
-    cells_df = per_night_df.groupBy(C.USER_KEY, PLACE_H3, *_CELL_KEY).agg(
-        F.count(F.lit(1)).alias(CELL_NIGHTS),
-        F.sum("_n").alias(CELL_EVENTS),
-        F.collect_set(C.NIGHT).alias("_nights"),
+    cells_df = (
+        night_events_df.withColumn("_bit", in_mask)
+        .groupBy(C.USER_KEY, PLACE_H3, *_CELL_KEY)
+        .agg(
+            F.bit_or(F.expr("shiftleft(CAST(1 AS BIGINT), _bit)")).alias("_nights"),
+            F.count(F.lit(1)).alias(CELL_EVENTS),
+        )
+        .withColumn(CELL_NIGHTS, F.bit_count("_nights").cast("long"))
     )
     return (
-        cells_df.withColumn(
-            C.NIGHTS, F.size(F.array_distinct(F.flatten(F.collect_list("_nights").over(place))))
-        )
+        cells_df.withColumn(C.NIGHTS, F.bit_count(F.bit_or("_nights").over(place)).cast("long"))
         .withColumn(PLACE_EVENTS, F.sum(CELL_EVENTS).over(place))
         .drop("_nights")
     )
@@ -225,7 +230,7 @@ def usual_residence(
         events_df.transform(with_local_time, timezone)
         .transform(filter_night, params, first, last)
         .transform(with_cell_place, coverage_df)
-        .transform(count_nights)
+        .transform(count_nights, first)
         .transform(with_home_cell, params.min_nights)
         .transform(with_drawn_hexagon, coverage_df, C.HOME_H3)
         .select(C.USER_KEY, C.HOME_H3, C.NIGHTS)
