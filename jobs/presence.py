@@ -104,7 +104,9 @@ def count_by_sweep(ranges_df: DataFrame, keys: list[str], step: Step) -> DataFra
     ``ranges_df``: user_key, the ``keys`` and the range; ``step`` moves by units (hours
     of timestamps or days of dates). Output: keys, ``_at`` (the unit), users.
     """
-    disjoint_df = merge_ranges(ranges_df, [C.USER_KEY, *keys], step)
+    # One shuffle by the keys serves every step below (each groups or windows by the keys
+    # plus more columns), where each step would otherwise shuffle on its own columns.
+    disjoint_df = merge_ranges(ranges_df.repartition(*keys), [C.USER_KEY, *keys], step)
     # One user's ranges in a group are disjoint now: users covering a unit = ranges
     # covering it = running sum of +1 (first unit) and -1 (the unit after the last).
     changes_df = (
