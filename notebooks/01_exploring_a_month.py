@@ -362,7 +362,10 @@ fig.tight_layout()
 maps_dir = month_dir / "maps"
 pngs = sorted(maps_dir.glob("*.png")) if maps_dir.exists() else []
 print(f"{len(pngs)} maps in {maps_dir}; report page: {month_dir / 'report' / 'index.html'}")
-for png in pngs[:1]:
+# the département map first when there is one (names are the report's: maps/<what>.png)
+first = sorted(pngs, key=lambda f: f.stem != "residents_change_departements")[:1]
+for png in first:
+    print(png.name)
     display(Image(filename=png, width=700))
 if not pngs:
     print("note: no maps in this run (made by the report stage; `make run` refreshes it)")
