@@ -45,7 +45,8 @@ class IngestResult:
 
 
 def _none_for_nat(values: pd.Series) -> list:
-    return [v if isinstance(v, type(pd.Timestamp(0).date())) else None for v in values]
+    # NaT is itself a ``date`` instance: test for missing values first
+    return [None if v is None or pd.isna(v) else v for v in values]
 
 
 def validated_cells(cfg: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -84,7 +85,11 @@ def stage_ingest(
     ingest.accepted_events(classified_df, key, observation).write.mode("overwrite").parquet(
         str(events_path)
     )
-    buckets = ingest.buckets_from_metrics(observation.get)
+    try:
+        buckets = ingest.buckets_from_metrics(observation.get)
+    except Exception:  # noqa: BLE001 - Spark fails to observe a job whose plan was pruned
+        # (e.g. no row in the month): count the buckets in a second pass instead.
+        buckets = [r.asDict() for r in ingest.count_buckets(classified_df).collect()]
     if staging is not None:
         rejected = sum(int(r["count"]) for r in buckets if r[C.REASON] is not None)
         qdir = staging / "quarantine"

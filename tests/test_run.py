@@ -10,6 +10,7 @@ from pathlib import Path
 
 import h3
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -171,7 +172,7 @@ def planted_csv(tmp_path_factory):
     folder = tmp_path_factory.mktemp("planted")
     table = pq.read_table(SAMPLE / "events.parquet")
     users = pc.unique(table.column("user_id")).to_pylist()[:60]
-    events = table.filter(pc.is_in(table.column("user_id"), pd.array(users).to_numpy())).to_pandas()
+    events = table.filter(pc.is_in(table.column("user_id"), value_set=pa.array(users))).to_pandas()
     events = events[events["timestamp"].dt.month == 2]
     events["timestamp"] = events["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     cell = events["cell_id"].iloc[0]
@@ -180,7 +181,8 @@ def planted_csv(tmp_path_factory):
         for spec in PLANTED.values()
         for u, t, c in [spec] * 7
     ]
-    dupes = events.head(5)
+    dupes = events.drop_duplicates().head(5)
+    events = events.drop_duplicates()  # the sample's own rare exact duplicates
     rows = pd.concat([events, pd.DataFrame(bad), dupes], ignore_index=True)
     rows.to_csv(folder / "events.csv", index=False)
     cells = pd.read_csv(SAMPLE / "cells.csv", dtype=str)
