@@ -17,7 +17,7 @@ Rules (DESIGN.md "Privacy"; docs/privacy.md says what they guarantee):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 from pyspark.sql import DataFrame
@@ -82,14 +82,7 @@ OD_TRIPS = TableSpec(
     period_columns=(C.PERIOD_START, C.PERIOD),
 )
 # Home -> daytime anchor (work) users of the month, in the od_trips columns (trips = users).
-OD_HOME_WORK = TableSpec(
-    "od_home_work",
-    schemas.OD_TRIPS,
-    (C.ORIGIN_CELL, C.DESTINATION_CELL),
-    C.USERS,
-    other_counts=(C.TRIPS,),
-    period_columns=(C.PERIOD_START, C.PERIOD),
-)
+OD_HOME_WORK = replace(OD_TRIPS, name="od_home_work")
 SPECS = {
     s.name: s for s in (RESIDENTS, RESIDENCE_SHIFT, PRESENT_POPULATION, OD_TRIPS, OD_HOME_WORK)
 }

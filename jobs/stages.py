@@ -198,8 +198,14 @@ def stage_residence(
         last,
     )
     path = work / f"homes-{month}"
-    homes_df.write.mode("overwrite").parquet(str(path))
-    return str(path), spark.read.parquet(str(path)).count()
+    return str(path), materialize(spark, homes_df, path).count()
+
+
+def materialize(spark: SparkSession, df: DataFrame, path: Path) -> DataFrame:
+    """Write ``df`` to ``path`` (work folder) and read it back: later steps start from
+    the file, not from a re-run of the plan that made it."""
+    df.write.mode("overwrite").parquet(str(path))
+    return spark.read.parquet(str(path))
 
 
 def _publish_table(
@@ -218,13 +224,9 @@ def _publish_table(
     ``estimate`` adds the ``*_est`` columns to the rows the gate published (jobs.expansion):
     the gate decides on raw counts only.
     """
-    counts_path = work / f"counts-{spec.name}"
-    counts_df.write.mode("overwrite").parquet(str(counts_path))
-    counts_df = spark.read.parquet(str(counts_path))
+    counts_df = materialize(spark, counts_df, work / f"counts-{spec.name}")
     _, marked_df = gate.apply(counts_df, spec, k, margins=margins)
-    marked_path = work / f"marked-{spec.name}"
-    marked_df.write.mode("overwrite").parquet(str(marked_path))
-    marked_df = spark.read.parquet(str(marked_path))
+    marked_df = materialize(spark, marked_df, work / f"marked-{spec.name}")
     published_df = marked_df.filter(F.col(gate.SUPPRESSION).isNull())
     if estimate is not None:
         published_df = estimate(published_df)

@@ -14,7 +14,7 @@ from pyspark.sql import types as T
 
 from jobs import expansion, gate, mobility, stays
 from jobs.periods import MONTH
-from jobs.stages import _publish_table
+from jobs.stages import _publish_table, materialize
 from mobiterra import columns as C
 from mobiterra import schemas
 from mobiterra.config import RunConfig
@@ -39,8 +39,7 @@ def stage_stays(
         spark.read.parquet(events_path), spark.read.parquet(coverage_path), cfg.stays, cfg.timezone
     )
     path = Path(work) / f"stays-{month}"
-    stays_df.write.mode("overwrite").parquet(str(path))
-    return str(path), spark.read.parquet(str(path)).count()
+    return str(path), materialize(spark, stays_df, path).count()
 
 
 def stage_expansion(

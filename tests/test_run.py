@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.pipeline import INVARIANT
+from jobs.pipeline import INVARIANT, read_manifest
 from mobiterra import attacks, cli
 from mobiterra.validate import validate
 
@@ -36,10 +36,6 @@ def sample_out(sample_run):
     return sample_run
 
 
-def _manifest(month_dir: Path) -> dict:
-    return json.loads((month_dir / "manifest.json").read_text())
-
-
 def test_run_writes_the_month_and_nothing_else(sample_out):
     assert sorted(p.name for p in sample_out.iterdir() if not p.name.startswith(".")) == [
         "2020-02",
@@ -52,7 +48,7 @@ def test_run_writes_the_month_and_nothing_else(sample_out):
 
 
 def test_manifest_reconciles_and_describes_the_run(sample_out):
-    m = _manifest(sample_out / "2020-04")
+    m = read_manifest(sample_out / "2020-04")
     assert m["invariant"] == INVARIANT and m["invariant_holds"]
     assert m["rows_read"] == pq.read_metadata(SAMPLE / "events.parquet").num_rows
     assert m["rows_read"] == (
@@ -120,7 +116,7 @@ def test_residents_are_scored_against_the_truth(sample_out):
 
 def test_mobility_and_expansion_are_published_and_scored(sample_out):
     april = sample_out / "2020-04"
-    m = _manifest(april)
+    m = read_manifest(april)
     for name in ("present_population", "od_trips", "od_home_work"):
         assert m["tables"][name]["rows_published"] > 0, name
         assert (april / name).exists(), name
@@ -196,7 +192,7 @@ def test_planted_bad_rows_reconcile_in_manifest_and_quarantine(spark, planted_cs
     out = tmp_path / "out"
     args = ["--events", str(folder / "events.csv"), "--cells", str(folder / "cells.csv")]
     assert _run(*args, "--month", "2020-02", "--out", str(out), "--work-dir", str(tmp_path)) == 0
-    m = _manifest(out / "2020-02")
+    m = read_manifest(out / "2020-02")
     assert m["rows_read"] == n_rows and m["invariant_holds"]
     assert m["rows_rejected"] == {reason: 7 for reason in PLANTED}
     assert m["rows_duplicate"] == 5 and m["rows_accepted"] == n_good
@@ -339,7 +335,7 @@ def test_hand_checkable_counts_are_exact(spark, hand_input, tmp_path):
     for r in (4, 5, 6, 7):
         got = res[res.resolution == r].set_index("h3_cell")["residents"].to_dict()
         assert got == {h3.cell_to_parent(hexes["A"], r): 20, h3.cell_to_parent(hexes["B"], r): 22}
-    m = _manifest(out / "2020-04")
+    m = read_manifest(out / "2020-04")
     assert m["users"] == 51 and m["users_with_home"] == 48
     feb = pd.read_parquet(out / "2020-02" / "residents")
     assert feb[feb.resolution == 8].set_index("h3_cell")["residents"].to_dict() == {
