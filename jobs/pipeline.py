@@ -214,7 +214,7 @@ def validate_stage(cfg: RunConfig, staging: Path) -> str:
     """Score the staged month against the simulator's truth (writes validation.json)."""
     from mobiterra.validate import validate
 
-    validate(cfg.truth, staging, cfg.month, cfg.baseline_month)
+    validate(cfg.truth, staging, cfg.month, cfg.baseline_month, cfg.events)
     return str(Path(staging) / "validation.json")
 
 

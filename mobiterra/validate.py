@@ -72,9 +72,16 @@ def _diagnostics_by_departement(diag: pd.DataFrame | None) -> pd.Series | None:
 
 
 def validate(
-    truth_dir: str | Path, run_dir_month: str | Path, month: str, baseline_month: str | None = None
+    truth_dir: str | Path,
+    run_dir_month: str | Path,
+    month: str,
+    baseline_month: str | None = None,
+    events: str | Path | None = None,
 ) -> dict:
-    """Score one published month against the truth; writes ``validation.json`` there."""
+    """Score one published month against the truth; writes ``validation.json`` there.
+
+    ``events``: the simulated events (default: ``events`` beside the truth folder), used
+    only to find which true stays and trips the network could observe (daily OD)."""
     truth, run = Path(truth_dir), Path(run_dir_month)
     homes = _read(truth / "homes")
     if homes is None:
@@ -139,11 +146,14 @@ def validate(
     }
 
     flows = _score_flows(truth, homes, run, month, baseline_month, weights)
-    mobility, mobility_checks = mobility_scores(truth, run, month, homes, weights)
+    events = Path(events) if events is not None else None
+    mobility, mobility_checks = mobility_scores(truth, run, month, homes, weights, events)
     big_deps = [r for r in deps if r["truth"] >= RESIDENTS_MIN_SUBSCRIBERS]
     result = {
         "month": month,
         "territory": territory,
+        # what the scores measure: k alone, or k after noise (its utility)
+        "privacy": _privacy_of(run),
         "residents_by_departement": deps,
         "residents_by_departement_diagnostics": diag_rows,
         "residents_h3": cells,
@@ -169,6 +179,15 @@ def validate(
     }
     (run / "validation.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     return result
+
+
+def _privacy_of(run: Path) -> dict | None:
+    """k and the noise settings of the run, from its manifest (None without one)."""
+    path = run / "manifest.json"
+    if not path.exists():
+        return None
+    manifest = json.loads(path.read_text())
+    return {"k": manifest.get("k"), "noise": manifest.get("noise")}
 
 
 def _score_flows(
@@ -285,13 +304,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--baseline-month", default=None, help="YYYY-MM (default: the truth's previous month)"
     )
+    p.add_argument(
+        "--events",
+        default=None,
+        help="the simulated events (default: events/ beside --truth): observable trips",
+    )
     p.set_defaults(func=run_cli)
     return p
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run ``validate``, print a short table; exit 0 (scores are reported, not enforced)."""
-    result = validate(args.truth, Path(args.out) / args.month, args.month, args.baseline_month)
+    result = validate(
+        args.truth, Path(args.out) / args.month, args.month, args.baseline_month, args.events
+    )
     print(f"validation of {args.month} -> {Path(args.out) / args.month / 'validation.json'}")
     print(f"{'département':<12}{'truth':>9}{'published':>11}{'rel.err':>9}")
     for r in result["residents_by_departement"]:

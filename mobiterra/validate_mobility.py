@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mobiterra.config import StayParams
 from mobiterra.geo.attribution import departement_shares, hierarchical_pieces
 from mobiterra.geo.attribution import published_by_departement as by_departement
 from mobiterra.geo.grid import h3_to_int
+from mobiterra.validate_trips import observable_trips, read_month
 
 NIGHT_TOLERANCE = 0.05
 OD_TOLERANCE = 0.10
@@ -112,23 +114,54 @@ def score_night_presence(truth: Path, run: Path, month: str, weights: dict[str, 
     return {"nights": int(night["night"].nunique()), "by_departement": rows}
 
 
-def score_daily_od(truth: Path, run: Path, month: str, weights: dict[str, float]) -> dict:
-    """Daily trips between départements (diagonal included) for the flows of at least
-    OD_MIN_USERS true subscribers in a day. Trips add up over cells; distinct users do
-    not, so trips are compared and users only select the flows."""
-    pub, true = _read(run / "od_trips"), _read(truth / "trips")
-    if pub is None or true is None:
-        return {"skipped": "no od_trips in the run or no trips in the truth (--no-truth-stays)"}
-    territory = set(weights)
-    true = true.assign(day=_local_day(true["departure"]))
-    true = true[
-        true["day"].str.startswith(month)
-        & true["origin_departement"].isin(territory)
-        & true["destination_departement"].isin(territory)
+def _flows(trips: pd.DataFrame, month: str, territory: set[str]) -> pd.DataFrame:
+    """Trips and distinct users per (origin, destination département, local day)."""
+    trips = trips.assign(day=_local_day(trips["departure"]))
+    trips = trips[
+        trips["day"].str.startswith(month)
+        & trips["origin_departement"].isin(territory)
+        & trips["destination_departement"].isin(territory)
     ]
-    flows = true.groupby(["origin_departement", "destination_departement", "day"]).agg(
+    return trips.groupby(["origin_departement", "destination_departement", "day"]).agg(
         trips=("user_id", "size"), users=("user_id", "nunique")
     )
+
+
+def score_daily_od(
+    truth: Path,
+    run: Path,
+    month: str,
+    weights: dict[str, float],
+    events: Path | None = None,
+    stay_params: StayParams | None = None,
+) -> dict:
+    """Daily trips between départements (diagonal included) for the flows of at least
+    OD_MIN_USERS true subscribers in a day. Trips add up over cells; distinct users do
+    not, so trips are compared and users only select the flows.
+
+    With the simulated ``events`` (default: beside the truth folder) and truth ``stays``,
+    the truth is its observable trips (mobiterra.validate_trips: moves between stays the
+    events reveal, under the run's stay parameters); the raw truth trips are reported as
+    ``all_truth_trips``. Without them, the raw truth trips are scored."""
+    pub, raw = _read(run / "od_trips"), _read(truth / "trips")
+    if pub is None or raw is None:
+        return {"skipped": "no od_trips in the run or no trips in the truth (--no-truth-stays)"}
+    territory = set(weights)
+    events = events if events is not None else truth.parent / "events"
+    params = stay_params or StayParams()
+    observable = (truth / "stays").exists() and (
+        events.exists() or events.with_suffix(".parquet").exists()
+    )
+    all_flows = _flows(raw, month, territory)
+    if observable:
+        stays, emitted = read_month(truth, events, month)
+        seen = observable_trips(
+            stays, emitted, params.min_time_stay_s, params.same_place_resolution
+        )
+        flows = _flows(seen, month, territory)
+    else:
+        flows = all_flows
+    truth_trips = int(flows["trips"].sum())
     flows = flows[flows["users"] >= OD_MIN_USERS]
     day = pub[pub["period"] == "day"]
     day = day.assign(
@@ -158,6 +191,11 @@ def score_daily_od(truth: Path, run: Path, month: str, weights: dict[str, float]
                           "published_trips_per_day": round(float(r["published_trips"]), 1),
                           "rel_error": _rel(r["published_trips"], r["truth_trips"])})  # fmt: skip
     return {
+        "truth": "observable_trips" if observable else "all_trips",
+        "min_time_stay_s": params.min_time_stay_s,
+        "same_place_resolution": params.same_place_resolution,
+        "all_truth_trips": int(all_flows["trips"].sum()),
+        "truth_trips": truth_trips,  # scored truth's trips, all flows
         "min_truth_users": OD_MIN_USERS,
         "flows": len(rows),
         "flows_within_10pct": int((errors <= OD_TOLERANCE).sum()),
@@ -213,11 +251,16 @@ def score_expansion(
 
 
 def mobility_scores(
-    truth: Path, run: Path, month: str, homes: pd.DataFrame, weights: dict[str, float]
+    truth: Path,
+    run: Path,
+    month: str,
+    homes: pd.DataFrame,
+    weights: dict[str, float],
+    events: Path | None = None,
 ) -> tuple[dict, dict]:
     """(scores, checks) of present population, daily OD and expansion."""
     night = score_night_presence(truth, run, month, weights)
-    od = score_daily_od(truth, run, month, weights)
+    od = score_daily_od(truth, run, month, weights, events)
     expansion = score_expansion(truth, run, month, homes, weights)
 
     def within(rows: list[dict] | None, key: str, tolerance: float) -> bool | None:

@@ -13,6 +13,7 @@ from mobiterra.validate_mobility import (
     score_expansion,
     score_night_presence,
 )
+from mobiterra.validate_trips import observable_trips
 
 WEIGHTS = {"15": 1.0}  # Cantal only
 AURILLAC = h3.latlng_to_cell(44.9265, 2.4397, 8)
@@ -104,3 +105,51 @@ def test_expansion_against_truth_factors_reference_and_population(tmp_path):
     assert row["rel_error_reference"] == pytest.approx(-0.1)
     assert row["truth_population"] == 90_000
     assert row["rel_error_truth"] == pytest.approx(0.1)
+
+
+def _stay(user, start, end, cell, dep="15"):
+    return {"user_id": user, "start": _utc(start), "end": _utc(end), "h3_cell": cell,
+            "departement_code": dep}  # fmt: skip
+
+
+def test_observable_trips_keep_moves_between_stays_the_events_reveal():
+    far = h3.latlng_to_cell(45.03, 2.65, 8)  # Cantal, another res-7 place
+    same7 = next(c for c in h3.grid_disk(AURILLAC, 1) if c != AURILLAC
+                 and h3.cell_to_parent(c, 7) == h3.cell_to_parent(AURILLAC, 7))  # fmt: skip
+    stays = pd.DataFrame([
+        _stay("u", "2020-04-01 00:00", "2020-04-01 08:00", AURILLAC),
+        _stay("u", "2020-04-01 08:30", "2020-04-01 12:00", far),  # 2 events 3 h apart: seen
+        _stay("u", "2020-04-01 12:20", "2020-04-01 13:00", AURILLAC),  # 1 event: unseen
+        _stay("u", "2020-04-01 13:30", "2020-04-01 18:00", far),  # seen, same place as before
+        _stay("u", "2020-04-01 18:30", "2020-04-01 23:59", same7),  # same res-7 place as home
+        _stay("v", "2020-04-01 00:00", "2020-04-01 09:00", AURILLAC),
+        _stay("v", "2020-04-01 09:30", "2020-04-01 10:00", far),  # events 10 min apart: a pass
+        _stay("v", "2020-04-01 10:30", "2020-04-01 23:00", ARPAJON, dep="15"),
+    ])  # fmt: skip
+    events = pd.DataFrame({
+        "user_id": ["u"] * 9 + ["v"] * 6,
+        "timestamp": [_utc(t) for t in [
+            "2020-04-01 01:00", "2020-04-01 07:00", "2020-04-01 09:00", "2020-04-01 11:59",
+            "2020-04-01 12:30", "2020-04-01 14:00", "2020-04-01 17:00", "2020-04-01 19:00",
+            "2020-04-01 23:00",
+            "2020-04-01 02:00", "2020-04-01 08:00", "2020-04-01 09:40", "2020-04-01 09:50",
+            "2020-04-01 11:00", "2020-04-01 20:00"]],
+    })  # fmt: skip
+    got = observable_trips(stays, events, min_time_stay_s=900, same_place_resolution=7)
+    # u: home -> far (08:00); the errand home at 12:20 is unseen, so far..far is one stay;
+    # far -> home's res-7 place at 18:00. v: the pass at "far" is dropped (10 min);
+    # Aurillac -> Arpajon (another res-7 place) departs at the end of the first stay.
+    assert h3.cell_to_parent(AURILLAC, 7) != h3.cell_to_parent(ARPAJON, 7)
+    assert got["user_id"].tolist() == ["u", "u", "v"]
+    assert got["departure"].tolist() == [
+        _utc("2020-04-01 08:00"),
+        _utc("2020-04-01 18:00"),
+        _utc("2020-04-01 09:00"),
+    ]
+    assert set(got["origin_departement"]) == {"15"}
+
+
+def test_a_stay_without_events_is_not_observable():
+    stays = pd.DataFrame([_stay("u", "2020-04-01 00:00", "2020-04-01 08:00", AURILLAC)])
+    events = pd.DataFrame({"user_id": ["w"], "timestamp": [_utc("2020-04-01 01:00")]})
+    assert observable_trips(stays, events, 900, 7).empty
