@@ -9,6 +9,10 @@ export MPLBACKEND := Agg
 # Prefect must not phone home (no internet here; it logs an error per run otherwise)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
+# The first ephemeral server on a fresh machine migrates a new SQLite database, which took
+# longer than Prefect's default 20 s here ("Timed out while attempting to connect to
+# ephemeral Prefect API server" on the first `make run`)
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 180
 SAMPLE_EVENTS := data_samples/events.parquet
 SAMPLE_CELLS := data_samples/cells.csv
 OUT ?= out

@@ -66,7 +66,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from jobs import gate, residence
+from jobs import release
 from jobs import territorial_gate as tg
 from jobs.diagnostics_gate import (
     BASE,
@@ -407,9 +407,7 @@ def stage_diagnostics(
     if baseline_df is not None:
         # the baseline release's H3 residents: the gate is deterministic, so re-gating the
         # baseline homes gives what that release published (as jobs.stages does)
-        h3_before = gate.apply(
-            residence.count_residents(baseline_df, cfg.resolutions), gate.RESIDENTS, cfg.k
-        )[0].toPandas()
+        h3_before = release.released_residents(baseline_df, cfg, cfg.baseline_month)[0].toPandas()
         baseline = decide_residents(
             cells_users(pairs, BASE), cell_commune, communes, cfg.k, h3_before
         )

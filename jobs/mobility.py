@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from pyspark.sql import DataFrame
 
-from jobs import od, presence, stays
+from jobs import noise, od, presence, stays
 from mobiterra.config import Month, RunConfig, month_bounds_utc
 
 
@@ -37,6 +37,11 @@ def mobility_counts(
     if stays_df is None:
         stays_df = stays.stays_from_events(events_df, coverage_df, cfg.stays, cfg.timezone)
     trips_df = stays.trips_from_stays(stays_df, cfg.stays.same_place_resolution)
+    if cfg.privacy.noise != "none":
+        # bounded contributions before counting (jobs.noise.sensitivity); trips are made
+        # from all stays first, so no trip joins two stays that were not consecutive
+        trips_df = noise.bound_trips(trips_df, cfg.privacy, cfg.timezone)
+        stays_df = noise.bound_stays(stays_df, cfg.privacy, cfg.timezone)
     anchors_df = od.daytime_anchor(events_df, coverage_df, cfg.residence, cfg.timezone, first, last)
     return {
         "present_population": presence.count_present_population(

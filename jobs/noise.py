@@ -16,22 +16,27 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from jobs.gate import TableSpec
+from mobiterra import columns as C
+from mobiterra.config import PrivacyParams
 
 Mechanism = Literal["laplace", "gaussian"]
 _BITS = 52  # uniform draws from 52 hash bits
 
 
-def bound_contributions(df: DataFrame, user_col: str, c: int, seed: int | str) -> DataFrame:
-    """Keep at most ``c`` rows per user, chosen by a seeded hash (before aggregation).
+def bound_contributions(
+    df: DataFrame, user_col: str, c: int, seed: int | str, per: tuple[Column, ...] = ()
+) -> DataFrame:
+    """Keep at most ``c`` rows per user (and per ``per`` group, e.g. the local day),
+    chosen by a seeded hash (before aggregation).
 
-    Each input row is one contribution (e.g. one (user, cell, period) presence or one
-    trip); with at most c of them a user moves any count table by at most c per
-    resolution (L1 sensitivity c, L2 sqrt(c)).
+    Each input row is one contribution (e.g. one stay or one trip); with at most c of
+    them a user moves any count table by at most c per resolution (L1 sensitivity c,
+    L2 sqrt(c)).
     """
     if c < 1:
         raise ValueError(f"max contributions must be >= 1, got {c}")
     others = [F.col(x) for x in df.columns]
-    rank = Window.partitionBy(user_col).orderBy(
+    rank = Window.partitionBy(user_col, *per).orderBy(
         F.sha2(F.concat_ws("|", F.lit(str(seed)), *[x.cast("string") for x in others]), 256),
         *others,
     )
@@ -104,3 +109,93 @@ def with_noise(
         if col in counts_df.columns:
             out = out.withColumn(col, F.col(f"_noisy_{col}")).drop(f"_noisy_{col}")
     return out
+
+
+def local_day(ts_col: str, timezone: str) -> Column:
+    """The local calendar date of a UTC timestamp column (the unit of contribution bounds)."""
+    return F.to_date(F.from_utc_timestamp(F.col(ts_col), timezone))
+
+
+def bound_stays(stays_df: DataFrame, privacy: PrivacyParams, timezone: str) -> DataFrame:
+    """At most ``max_contributions`` stays per user and local day of the stay's start."""
+    return bound_contributions(
+        stays_df,
+        C.USER_KEY,
+        privacy.max_contributions,
+        privacy.noise_seed,
+        per=(local_day(C.STAY_START, timezone),),
+    )
+
+
+def bound_trips(trips_df: DataFrame, privacy: PrivacyParams, timezone: str) -> DataFrame:
+    """At most ``max_contributions`` trips per user and local day of departure.
+
+    Bound after the trips are made from all stays: dropping stays first would invent
+    trips between stays that were not consecutive."""
+    return bound_contributions(
+        trips_df,
+        C.USER_KEY,
+        privacy.max_contributions,
+        privacy.noise_seed,
+        per=(local_day(C.DEPARTURE, timezone),),
+    )
+
+
+def sensitivity(table: str, max_contributions: int) -> int:
+    """L1 sensitivity of one (resolution, period) layer of ``table``: the most rows (and
+    the most a count column) one user can change in it.
+
+    residents, residence_shift, od_home_work: one home (one pair) per user per resolution.
+    present_population with at most c stays a day: an hour or a day touches the c stays
+    of its day plus the one in progress since the day before (c + 1); a night (22:00-06:00)
+    touches two days' stays (2c + 1). od_trips with at most c trips a day by departure:
+    a day holds c, a night's departures fall on two days (2c).
+    """
+    c = max_contributions
+    bounds = {
+        "residents": 1,
+        "residence_shift": 1,
+        "od_home_work": 1,
+        "present_population": 2 * c + 1,
+        "od_trips": 2 * c,
+    }
+    if table not in bounds:
+        raise ValueError(f"no contribution bound for table {table!r}; known: {sorted(bounds)}")
+    return bounds[table]
+
+
+def noise_summary(table: str, privacy: PrivacyParams) -> dict | None:
+    """What the manifest says of a table's noise (None when noise is off)."""
+    if privacy.noise == "none":
+        return None
+    delta = sensitivity(table, privacy.max_contributions)
+    return {
+        "mechanism": privacy.noise,
+        "epsilon": privacy.epsilon,
+        "delta": privacy.delta if privacy.noise == "gaussian" else None,
+        "sensitivity": delta,
+        "scale": round(noise_scale(privacy.noise, privacy.epsilon, delta, privacy.delta), 3),
+    }
+
+
+def with_configured_noise(
+    counts_df: DataFrame, spec: TableSpec, privacy: PrivacyParams, release: str
+) -> DataFrame:
+    """``counts_df`` unchanged when noise is off, else :func:`with_noise` at the table's
+    sensitivity (the contributions are bounded upstream: bound_stays / bound_trips).
+
+    ``release`` (the month) is part of the seed: the same cell gets fresh noise each
+    month, else the noise would cancel in a difference of two releases and expose the
+    exact change.
+    """
+    if privacy.noise == "none":
+        return counts_df
+    return with_noise(
+        counts_df,
+        spec,
+        privacy.epsilon,
+        privacy.noise,
+        f"{privacy.noise_seed}|{release}",
+        sensitivity(spec.name, privacy.max_contributions),
+        privacy.delta,
+    )

@@ -82,6 +82,14 @@ def build_manifest(
         "baseline": baseline,
         **ingested.cells,
         "k": cfg.k,
+        "noise": None
+        if cfg.privacy.noise == "none"
+        else {
+            "mechanism": cfg.privacy.noise,
+            "epsilon_per_count_and_period": cfg.privacy.epsilon,
+            "delta": cfg.privacy.delta if cfg.privacy.noise == "gaussian" else None,
+            "max_contributions_per_day": cfg.privacy.max_contributions,
+        },
         "resolutions": cfg.resolutions,
         "coverage_strategy": cfg.coverage.strategy,
         "tables": tables,

@@ -17,13 +17,13 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs import cells as cells_rules
-from jobs import expansion, gate, ingest, residence, shift
+from jobs import expansion, gate, ingest, noise, release, residence, shift
 from jobs.coverage import COVERAGE_COLUMNS, COVERAGE_VERSION, coverage_table
 from jobs.pseudonym import pseudonym_key
 from jobs.readers import read_cells_pandas, read_events
 from mobiterra import columns as C
 from mobiterra import schemas
-from mobiterra.config import Month, RunConfig, month_bounds_utc
+from mobiterra.config import Month, PrivacyParams, RunConfig, month_bounds_utc
 from mobiterra.errors import InputError
 
 CELLS_STATUS_SCHEMA = T.StructType(
@@ -212,20 +212,30 @@ def _publish_table(
     spark: SparkSession,
     counts_df,
     spec: gate.TableSpec,
-    k: int,
+    privacy: PrivacyParams,
+    month: str,
     staging: Path,
     work: Path,
     margins: tuple[gate.Margin, ...] = (),
     estimate: Callable[[DataFrame], DataFrame] | None = None,
 ) -> dict:
-    """Materialize the (small) counts, pass them through the gate, write, account.
+    """Materialize the (small) counts, add the optional noise, pass them through the
+    gate, write, account.
 
     The gate's marked rows are kept in ``work/marked-<table>`` (a margin of later tables).
     ``estimate`` adds the ``*_est`` columns to the rows the gate published (jobs.expansion):
-    the gate decides on raw counts only.
+    the gate decides on raw (or noisy raw) counts only. With noise the gate thresholds
+    the noisy values (post-processing: the epsilon guarantee holds) and every later
+    margin compares noisy published values.
     """
     counts_df = materialize(spark, counts_df, work / f"counts-{spec.name}")
-    _, marked_df = gate.apply(counts_df, spec, k, margins=margins)
+    if privacy.noise != "none":
+        counts_df = materialize(
+            spark,
+            noise.with_configured_noise(counts_df, spec, privacy, month),
+            work / f"noisy-{spec.name}",
+        )
+    _, marked_df = gate.apply(counts_df, spec, privacy.k, margins=margins)
     marked_df = materialize(spark, marked_df, work / f"marked-{spec.name}")
     published_df = marked_df.filter(F.col(gate.SUPPRESSION).isNull())
     if estimate is not None:
@@ -233,7 +243,11 @@ def _publish_table(
     published_df.transform(gate.to_published, spec).coalesce(1).write.mode("overwrite").parquet(
         str(staging / spec.name)
     )
-    return gate.suppression_stats(marked_df, spec)
+    stats = gate.suppression_stats(marked_df, spec)
+    summary = noise.noise_summary(spec.name, privacy)
+    if summary is not None:
+        stats["noise"] = summary
+    return stats
 
 
 def stage_publish(
@@ -264,7 +278,8 @@ def stage_publish(
                 C.RESIDENTS_EST, F.lit(None).cast("double")
             ),
             gate.RESIDENTS,
-            cfg.k,
+            cfg.privacy,
+            cfg.month,
             staging,
             work,
             estimate=estimate,
@@ -276,10 +291,8 @@ def stage_publish(
         # Margins (docs/privacy.md): residents of a cell vs. the flows into it, and the
         # baseline month's residents (re-gated here: the gate is deterministic, so this is
         # what the baseline release published) vs. the flows out of it.
-        _, baseline_marked_df = gate.apply(
-            residence.count_residents(baseline_homes_df, cfg.resolutions),
-            gate.RESIDENTS,
-            cfg.k,
+        _, baseline_marked_df = release.released_residents(
+            baseline_homes_df, cfg, cfg.baseline_month
         )
         margins = (
             gate.Margin(
@@ -293,7 +306,8 @@ def stage_publish(
             spark,
             shift.count_residence_shift(paired_df, cfg.resolutions),
             gate.RESIDENCE_SHIFT,
-            cfg.k,
+            cfg.privacy,
+            cfg.month,
             staging,
             work,
             margins,

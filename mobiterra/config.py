@@ -155,9 +155,12 @@ class PrivacyParams(BaseModel):
     epsilon: float = Field(0.44, gt=0)
     # Gaussian mechanism only: delta well below 1 / number of users (1e-6 for ~27 M).
     delta: float = Field(1e-6, gt=0, lt=1)
-    # Contribution bound c: rows one user may add to a table per resolution (noise scale
-    # grows with c; presence by hour needs c ~ 24 a day, residents 1).
-    max_contributions: int = Field(1, ge=1)
+    # Contribution bound c (with noise only): stays and trips one user may contribute per
+    # local day; the rest are dropped before counting (jobs.noise.bound_stays/bound_trips).
+    # Residents, shift and home -> work are bounded by construction (one home per user).
+    # 4 keeps most users' days whole on the sample (median ~2 stays a day) while the
+    # presence noise scale stays (2c + 1) / eps ~ 20 people (jobs.noise.sensitivity).
+    max_contributions: int = Field(4, ge=1)
     # Seed of the noise; like the pseudonym key it must stay secret in production.
     noise_seed: str = "mobiterra-noise"
 
