@@ -4,7 +4,8 @@ Written independently of the gate (it only sees what a planner downloads) so the
 check the gate's promises, not its code. Every function returns the leaks it found as
 a DataFrame (empty = nothing found); :func:`attack_month` runs all of them on a month
 folder of Parquet tables (``residents/``, ``residence_shift/``, ``present_population/``,
-``od_trips/``), optionally with the baseline month's folder for cross-release attacks.
+``od_trips/``, ``od_home_work/``), optionally with the baseline month's folder for
+cross-release attacks.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ TABLES = {
     "residence_shift": ((C.ORIGIN_CELL, C.DESTINATION_CELL), (C.USERS,)),
     "present_population": ((C.H3_CELL,), (C.USERS, C.USERS_EST)),
     "od_trips": ((C.ORIGIN_CELL, C.DESTINATION_CELL), (C.USERS, C.TRIPS)),
+    "od_home_work": ((C.ORIGIN_CELL, C.DESTINATION_CELL), (C.USERS, C.TRIPS)),
 }
 _PERIOD = (C.PERIOD_START, C.PERIOD)
 
@@ -142,6 +144,11 @@ def attack_month(month_dir: Path, k: int, baseline_dir: Path | None = None) -> d
             margin_leaks(
                 tables["residents"], C.RESIDENTS, tables["residence_shift"], C.DESTINATION_CELL, k
             )
+        )
+    if "residents" in tables and "od_home_work" in tables:
+        # each resident has at most one home -> work flow out of their home cell
+        found["residents-vs-home-work"] = len(
+            margin_leaks(tables["residents"], C.RESIDENTS, tables["od_home_work"], C.ORIGIN_CELL, k)
         )
     if baseline_dir is not None and "residence_shift" in tables:
         base = read_month(baseline_dir).get("residents")

@@ -101,3 +101,25 @@ def count_od(h: pd.DataFrame, seed: int, resolutions=RESOLUTIONS) -> pd.DataFram
     return out.reset_index().assign(
         **{C.PERIOD_START: pd.Timestamp(datetime(2020, 3, 2)), C.PERIOD: "day"}
     )
+
+
+def count_home_work(h: pd.DataFrame, seed: int, resolutions=RESOLUTIONS) -> pd.DataFrame:
+    """The month's home -> work matrix: 95 % of users have a workplace, the hub of their
+    district (res-6 parent of home), so a district's flow is nearly all its residents."""
+    rng = np.random.default_rng(seed + 3)
+    workers = h[rng.random(len(h)) < 0.95]
+    hubs = _cells_around(rng, 40, PARIS, 0.03)
+    district = h3_parent_np(workers["home"].to_numpy(), 6)
+    pairs = pd.DataFrame(
+        {C.USER_ID: workers[C.USER_ID], "o": workers["home"], "d": hubs[district % 40]}
+    )
+    x = _explode(pairs, {"o": C.ORIGIN_CELL, "d": C.DESTINATION_CELL}, resolutions)
+    keys = [C.RESOLUTION, C.ORIGIN_CELL, C.DESTINATION_CELL]
+    out = x.groupby(keys).size().rename(C.USERS).reset_index()
+    return out.assign(
+        **{
+            C.TRIPS: out[C.USERS],
+            C.PERIOD_START: pd.Timestamp(datetime(2020, 3, 1)),
+            C.PERIOD: "month",
+        }
+    )

@@ -11,6 +11,7 @@ import pytest
 import synthetic_counts as S
 
 from jobs import gate
+from jobs.periods import MONTH
 from jobs.suppression import ALL_RULES, RULE_MARGINS, RULE_PRIMARY, RULE_SCHEMA, RULE_SECONDARY
 from mobiterra import attacks
 from mobiterra import columns as C
@@ -36,6 +37,7 @@ def months():
             "residence_shift": S.count_shift(homes),
             "present_population": S.count_presence(homes, seed=1),
             "od_trips": S.count_od(homes, seed=1),
+            "od_home_work": S.count_home_work(homes, seed=1),
         },
     }
 
@@ -56,12 +58,17 @@ def release(spark, months, out: Path, rules=ALL_RULES, tables=None) -> dict:
     res_b = spark.createDataFrame(months["B"]["residents"])
     pub, marked["B"] = gate.apply(res_b, gate.RESIDENTS, K, rules=rules)
     _write(pub, out / "2020-04", "residents")
-    for name in ("residence_shift", "present_population", "od_trips") if tables is None else tables:
+    names = ("residence_shift", "present_population", "od_trips", "od_home_work")
+    for name in names if tables is None else tables:
         margins = ()
         if name == "residence_shift":
             margins = (
                 gate.Margin(marked["B"], gate.RESIDENTS, C.DESTINATION_CELL),
                 gate.Margin(marked["A"], gate.RESIDENTS, C.ORIGIN_CELL),
+            )
+        if name == "od_home_work":  # as jobs/stages_mobility.py gates it
+            margins = (
+                gate.Margin(marked["B"], gate.RESIDENTS, C.ORIGIN_CELL, where=((C.PERIOD, MONTH),)),
             )
         counts_df = spark.createDataFrame(months["B"][name])
         pub, marked[name] = gate.apply(counts_df, gate.SPECS[name], K, margins=margins, rules=rules)
@@ -87,7 +94,13 @@ def test_full_gate_withstands_every_attack(full_release, months):
 def test_published_tables_are_not_empty(full_release):
     out, _ = full_release
     tables = attacks.read_month(out / "2020-04")
-    assert set(tables) == {"residents", "residence_shift", "present_population", "od_trips"}
+    assert set(tables) == {
+        "residents",
+        "residence_shift",
+        "present_population",
+        "od_trips",
+        "od_home_work",
+    }
     assert all(len(df) > 0 for df in tables.values())
     assert tables["residents"][C.H3_CELL].map(h3.is_valid_cell).all()
 
@@ -101,6 +114,7 @@ def test_published_tables_are_not_empty(full_release):
         (RULE_SECONDARY, ("present_population",), "present_population:hierarchy"),
         (RULE_MARGINS, ("residence_shift",), "residents-vs-shift"),
         (RULE_MARGINS, ("residence_shift",), "baseline-residents-vs-shift"),
+        (RULE_MARGINS, ("od_home_work",), "residents-vs-home-work"),
     ],
 )
 def test_attack_succeeds_once_its_rule_is_off(spark, months, tmp_path, rule, tables, attack):
