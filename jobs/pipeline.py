@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import uuid
@@ -82,14 +83,7 @@ def build_manifest(
         "baseline": baseline,
         **ingested.cells,
         "k": cfg.k,
-        "noise": None
-        if cfg.privacy.noise == "none"
-        else {
-            "mechanism": cfg.privacy.noise,
-            "epsilon_per_count_and_period": cfg.privacy.epsilon,
-            "delta": cfg.privacy.delta if cfg.privacy.noise == "gaussian" else None,
-            "max_contributions_per_day": cfg.privacy.max_contributions,
-        },
+        "noise": noise_settings(cfg),
         "resolutions": cfg.resolutions,
         "coverage_strategy": cfg.coverage.strategy,
         "tables": tables,
@@ -97,6 +91,18 @@ def build_manifest(
         "config_hash": cfg.config_hash(),
         "code_version": code_version(),
         "durations_s": durations,
+    }
+
+
+def noise_settings(cfg: RunConfig) -> dict | None:
+    """The optional noise as the manifest and validation.json report it (None when off)."""
+    if cfg.privacy.noise == "none":
+        return None
+    return {
+        "mechanism": cfg.privacy.noise,
+        "epsilon_per_count_and_period": cfg.privacy.epsilon,
+        "delta": cfg.privacy.delta if cfg.privacy.noise == "gaussian" else None,
+        "max_contributions_per_day": cfg.privacy.max_contributions,
     }
 
 
@@ -222,8 +228,12 @@ def validate_stage(cfg: RunConfig, staging: Path) -> str:
     """Score the staged month against the simulator's truth (writes validation.json)."""
     from mobiterra.validate import validate
 
-    validate(cfg.truth, staging, cfg.month, cfg.baseline_month, cfg.events)
-    return str(Path(staging) / "validation.json")
+    result = validate(cfg.truth, staging, cfg.month, cfg.baseline_month, cfg.events)
+    # the manifest is written after this stage: say here what the scores measure
+    result["privacy"] = {"k": cfg.k, "noise": noise_settings(cfg)}
+    path = Path(staging) / "validation.json"
+    path.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    return str(path)
 
 
 def run(spark: SparkSession, cfg: RunConfig, progress: Progress | None = None) -> Path:
@@ -251,6 +261,4 @@ def summarize(progress: Progress, final: Path, manifest: dict) -> None:
 
 
 def read_manifest(month_dir: Path) -> dict:
-    import json
-
     return json.loads((Path(month_dir) / "manifest.json").read_text())
