@@ -107,6 +107,7 @@ def test_no_user_id_in_any_output(sample_out):
 def test_residents_are_scored_against_the_truth(sample_out):
     # the run scored itself (--truth); validate() on the published month agrees
     kept = json.loads((sample_out / "2020-04" / "validation.json").read_text())
+    assert kept["privacy"] == {"k": K, "noise": None}  # what the scores measure
     result = validate(SAMPLE / "truth", sample_out / "2020-04", "2020-04", "2020-02")
     assert kept["residents_by_departement"] == result["residents_by_departement"]
     assert result["checks"]["residents_within_5pct"], result["residents_by_departement"]
