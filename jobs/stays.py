@@ -6,13 +6,14 @@ can do: an event's place is its antenna cell's *main* H3 cell (highest coverage 
 ``max_time_missing_stay_s`` ends a stay; runs shorter than ``min_time_stay_s`` are passes.
 
     events --with_main_cell--> located --with_segment_ids--> segmented
-           --collapse_segments--> stays (passes dropped) --merge_stays--> stays
+           --collapse_segments--> segments --filter_sandwiched_passes--> segments
+           --merge_stays--> --filter_short_stays--> --merge_stays--> stays
     stays --trips_from_stays--> trips
 """
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from jobs.residence import with_coverage, with_local_time
@@ -81,13 +82,16 @@ def with_segment_ids(
     )
 
 
-def collapse_segments(segmented_df: DataFrame, min_time_stay_s: int) -> DataFrame:
-    """One row per segment lasting at least ``min_time_stay_s`` (shorter ones are passes).
+def _duration_s() -> Column:
+    return F.unix_seconds(F.col(C.STAY_END)) - F.unix_seconds(F.col(C.STAY_START))
 
-    The stay's cell is its most frequent finest cell (lowest id on ties): ping-pong
+
+def collapse_segments(segmented_df: DataFrame) -> DataFrame:
+    """One row per segment (schema STAYS), however short.
+
+    The segment's cell is its most frequent finest cell (lowest id on ties): ping-pong
     between neighbouring antennas inside one place keeps the dominant hexagon.
     """
-    duration_s = F.unix_seconds(F.col(C.STAY_END)) - F.unix_seconds(F.col(C.STAY_START))
     return (
         segmented_df.groupBy(C.USER_KEY, SEGMENT)
         .agg(
@@ -95,9 +99,41 @@ def collapse_segments(segmented_df: DataFrame, min_time_stay_s: int) -> DataFram
             F.min(C.TIMESTAMP).alias(C.STAY_START),
             F.max(C.TIMESTAMP).alias(C.STAY_END),
         )
-        .filter(duration_s >= min_time_stay_s)
         .select(C.USER_KEY, C.STAY_H3, C.STAY_START, C.STAY_END)
     )
+
+
+def filter_sandwiched_passes(
+    segments_df: DataFrame, min_time_stay_s: int, same_place_resolution: int
+) -> DataFrame:
+    """Drop passes (segments shorter than ``min_time_stay_s``) between two segments of one
+    other place, so that those two can merge even when one of them is short itself.
+
+    A handover to another site's sector, or one event on a distant antenna, cuts a run of
+    events at home in two; when one half is a single event (a phone is nearly silent at
+    night: one location update before 22:00, one after 06:00) dropping every short
+    segment first lost that half, and with it the user's whole night. Dropping only the
+    sandwiched pass keeps the evening event with the morning's stay.
+    """
+    order = [F.col(C.STAY_START).asc(), F.col(C.STAY_H3).asc()]
+    around = Window.partitionBy(C.USER_KEY).orderBy(*order)  # lag/lead: fixed frames
+    place = _place(C.STAY_H3, same_place_resolution)
+    before, after = F.lag(place).over(around), F.lead(place).over(around)
+    sandwiched = (_duration_s() < min_time_stay_s) & (before == after) & (place != before)
+    # In an alternating run of short segments (B | a | b | A: a and b both sandwiched)
+    # only the last goes, so that the other (a) joins the stay after it (A).
+    next_sandwiched = F.lead("_sandwiched").over(around)
+    return (
+        segments_df.withColumn("_sandwiched", F.coalesce(sandwiched, F.lit(False)))
+        .withColumn("_drop", F.col("_sandwiched") & ~F.coalesce(next_sandwiched, F.lit(False)))
+        .filter(~F.col("_drop"))
+        .drop("_sandwiched", "_drop")
+    )
+
+
+def filter_short_stays(stays_df: DataFrame, min_time_stay_s: int) -> DataFrame:
+    """Stays lasting at least ``min_time_stay_s``; shorter ones are passes."""
+    return stays_df.filter(_duration_s() >= min_time_stay_s)
 
 
 def merge_stays(
@@ -132,12 +168,16 @@ def merge_stays(
 
 def stays_from_located(located_df: DataFrame, params: StayParams) -> DataFrame:
     """(user_key, timestamp, h3_id) events -> stays (schema STAYS)."""
+    gap_s, place_res = params.max_time_missing_stay_s, params.same_place_resolution
+    # merged twice: short parts join their place's stay first; once the remaining passes
+    # are dropped, stays on either side of them join (as when passes went first)
     return (
-        located_df.transform(
-            with_segment_ids, params.max_time_missing_stay_s, params.same_place_resolution
-        )
-        .transform(collapse_segments, params.min_time_stay_s)
-        .transform(merge_stays, params.max_time_missing_stay_s, params.same_place_resolution)
+        located_df.transform(with_segment_ids, gap_s, place_res)
+        .transform(collapse_segments)
+        .transform(filter_sandwiched_passes, params.min_time_stay_s, place_res)
+        .transform(merge_stays, gap_s, place_res)
+        .transform(filter_short_stays, params.min_time_stay_s)
+        .transform(merge_stays, gap_s, place_res)
     )
 
 

@@ -86,6 +86,29 @@ def test_stray_event_elsewhere_does_not_split_a_stay(spark):
     assert collected(stays_of(spark, rows)) == [("u1", A, "2024-01-16 08:00", "2024-01-16 09:30")]
 
 
+def test_a_lone_event_at_home_keeps_its_stay_across_a_handover(spark):
+    rows = [
+        ("u1", "2024-01-16 19:00", B),  # evening at work, then home (A)
+        ("u1", "2024-01-16 19:40", B),
+        ("u1", "2024-01-16 21:00", A),  # one event at home before the night ...
+        ("u1", "2024-01-16 22:30", B),  # ... a handover elsewhere (a pass) ...
+        ("u1", "2024-01-16 23:50", A),  # ... and home again (gaps within the 3 h limit)
+        ("u1", "2024-01-17 01:00", A2),
+        # edge: alternating lone events; only the last sandwiched one (A2) goes
+        ("u2", "2024-01-16 08:00", A),
+        ("u2", "2024-01-16 08:05", B),
+        ("u2", "2024-01-16 08:10", A2),
+        ("u2", "2024-01-16 09:00", B),
+    ]
+    assert collected(stays_of(spark, rows)) == [
+        # the home stay starts at 21:00, not at 23:50: it covers the evening
+        ("u1", A, "2024-01-16 21:00", "2024-01-17 01:00"),
+        ("u1", B, "2024-01-16 19:00", "2024-01-16 19:40"),
+        # u2: B at 08:05 and 09:00 join; the lone A at 08:00 is no stay
+        ("u2", B, "2024-01-16 08:05", "2024-01-16 09:00"),
+    ]
+
+
 def test_trip_joins_consecutive_stays_at_different_places(spark):
     rows = [
         ("u1", "2024-01-16 08:00", A),
