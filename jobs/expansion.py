@@ -45,6 +45,7 @@ from mobiterra.h3tree import parent_np
 
 CALIBRATED = "calibrated"
 TOO_FEW_RESIDENTS = "too_few_residents"
+LOW_COVERAGE = "low_network_coverage"
 EXPANSION_COLUMNS = [
     C.DEPARTEMENT_CODE,
     C.CALIBRATION_MONTH,
@@ -116,22 +117,31 @@ def departement_factors(
 
     ``home_counts``: (h3_id, residents) of the calibration month at ``resolution``.
     Départements with fewer than ``max(params.min_residents, k)`` detected residents
-    are listed with a null factor (status ``too_few_residents``).
+    are listed with a null factor (status ``too_few_residents``), and so are those whose
+    network coverage is below ``params.min_network_coverage`` (``low_network_coverage``):
+    their reference counts people the network does not serve, so the factor would expand
+    a border's spill-over of subscribers (a few hundred of 40,000 in a simulated month)
+    to the whole département — factors of thousands, mixed into border hexagons' estimates.
+    Their detected residents are attributed to the covered départements instead.
     """
     if home_counts.empty:
         return pd.DataFrame(columns=EXPANSION_COLUMNS)
     cells, res = _at_resolution(home_counts[C.H3_ID].to_numpy(), resolution)
     candidates = sorted(cells_to_communes(np.unique(cells))[C.DEPARTEMENT_CODE].unique())
     minimum = max(params.min_residents, k)
+    coverage = network_coverage(coverage_cells, candidates, params.coverage_resolution)
+    covered = [d for d in candidates if coverage.get(d, 0.0) >= params.min_network_coverage]
     first = detected_by_departement(home_counts, resolution, candidates)
-    territory = sorted(d for d in candidates if first.get(d, 0.0) >= minimum)
+    territory = sorted(d for d in covered if first.get(d, 0.0) >= minimum)
     detected = detected_by_departement(home_counts, resolution, territory)
     reference = reference_residents(candidates)
-    coverage = network_coverage(coverage_cells, candidates, params.coverage_resolution)
     rows = []
     for d in candidates:
         n = float(detected.get(d, 0.0))
         calibrated = d in territory and n >= minimum and reference[d] > 0
+        status = CALIBRATED if calibrated else TOO_FEW_RESIDENTS
+        if not calibrated and d not in covered:
+            status = LOW_COVERAGE
         rows.append(
             {
                 C.DEPARTEMENT_CODE: d,
@@ -139,7 +149,7 @@ def departement_factors(
                 C.REFERENCE_RESIDENTS: int(reference[d]),
                 C.NETWORK_COVERAGE: round(float(coverage.get(d, 0.0)), 4),
                 C.FACTOR: round(reference[d] / n, 3) if calibrated else None,
-                C.STATUS: CALIBRATED if calibrated else TOO_FEW_RESIDENTS,
+                C.STATUS: status,
             }
         )
     table = pd.DataFrame(rows, columns=EXPANSION_COLUMNS)

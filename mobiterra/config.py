@@ -141,6 +141,11 @@ class ExpansionParams(BaseModel):
     # Network coverage diagnostic: share of a département's reference population in H3
     # hexagons of this resolution (res 6 ~ 36 km2) holding a covered finest hexagon.
     coverage_resolution: int = Field(6, ge=0, le=15)
+    # ... and a factor only where the network covers at least this share of the
+    # département's reference population: a neighbour reached by border antennas (50-65 %
+    # of the petite couronne from Paris's sites in the simulator, under 20 % elsewhere) is
+    # not the network's territory. A national network covers ~100 % of every département.
+    min_network_coverage: float = Field(0.9, ge=0, le=1)
 
 
 class PrivacyParams(BaseModel):

@@ -12,6 +12,7 @@ from mobiterra import columns as C
 from mobiterra.config import ExpansionParams
 from mobiterra.geo import departements
 from mobiterra.geo.attribution import departement_shares
+from mobiterra.geo.grid import population_grid
 
 K = 20
 # Resolution-8 hexagons: two in Aurillac (Cantal, 15), one in Le Puy-en-Velay (Haute-Loire,
@@ -33,12 +34,17 @@ def _factors(**by_departement: float) -> pd.DataFrame:
     )
 
 
+def _covering(*codes: str) -> np.ndarray:
+    """Every resolution-8 hexagon of these départements: a network covering them."""
+    return population_grid(8, list(codes))[C.H3_ID].to_numpy()
+
+
 def test_factor_is_reference_over_detected_and_a_small_spill_joins_the_territory(population):
     homes = pd.DataFrame({C.H3_ID: [AURILLAC, AURILLAC_2, LE_PUY], C.RESIDENTS: [150, 100, 15]})
     # min_residents below k: k still rules (15 detected in Haute-Loire make no factor)
     params = ExpansionParams(min_residents=10)
     table = expansion.departement_factors(
-        homes, 8, np.array([AURILLAC, LE_PUY]), params, K, "2020-02"
+        homes, 8, _covering("15", "43"), params, K, "2020-02"
     ).set_index(C.DEPARTEMENT_CODE)
     assert list(table.index) == ["15", "43"]
     assert table.loc["15", C.STATUS] == expansion.CALIBRATED
@@ -54,6 +60,26 @@ def test_factor_is_reference_over_detected_and_a_small_spill_joins_the_territory
     assert table[C.NETWORK_COVERAGE].between(0, 1).all()
     # factors and public populations only: no subscriber count leaves
     assert [C.DEPARTEMENT_CODE, *table.columns] == expansion.EXPANSION_COLUMNS
+
+
+def test_a_neighbour_the_network_barely_covers_gets_no_factor(population):
+    # 300 subscribers homed in Haute-Loire (enough for a factor) but the antennas cover
+    # Cantal and only Le Puy's hexagon: Haute-Loire is outside the network's territory
+    homes = pd.DataFrame({C.H3_ID: [AURILLAC, LE_PUY], C.RESIDENTS: [1000, 300]})
+    cells = np.concatenate([_covering("15"), [LE_PUY]])
+    table = expansion.departement_factors(
+        homes, 8, cells, ExpansionParams(), K, "2020-02"
+    ).set_index(C.DEPARTEMENT_CODE)
+    assert table.loc["43", C.NETWORK_COVERAGE] < 0.9
+    assert table.loc["43", C.STATUS] == expansion.LOW_COVERAGE
+    assert np.isnan(table.loc["43", C.FACTOR])
+    # the border's homes are Cantal's: 1,300 detected residents
+    assert table.loc["15", C.FACTOR] == pytest.approx(population["15"] / 1300, abs=1e-3)
+    # with the threshold off, Haute-Loire gets its (spill-over) factor
+    off = expansion.departement_factors(
+        homes, 8, cells, ExpansionParams(min_network_coverage=0), K, "2020-02"
+    ).set_index(C.DEPARTEMENT_CODE)
+    assert off.loc["43", C.STATUS] == expansion.CALIBRATED
 
 
 def test_no_homes_no_factors():

@@ -130,7 +130,11 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
         "facteur de redressement (vide : trop peu de résidents détectés)",
         "expansion factor (empty: too few residents detected)",
     ),
-    "status": ("", "calibrated ou too_few_residents", "calibrated or too_few_residents"),
+    "status": (
+        "",
+        "calibrated, too_few_residents ou low_network_coverage",
+        "calibrated, too_few_residents or low_network_coverage",
+    ),
     "rank_gain": ("rang", "rang parmi les plus fortes hausses", "rank among the largest gains"),
     "rank_loss": ("rang", "rang parmi les plus fortes baisses", "rank among the largest losses"),
 }
