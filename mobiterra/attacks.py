@@ -10,6 +10,7 @@ cross-release attacks.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -110,15 +111,44 @@ def margin_leaks(
     return pd.concat(leaks, ignore_index=True)
 
 
+_TOKEN = re.compile(rb"[0-9A-Za-z_-]+")  # the characters ids are made of
+
+
+def _holds_any(blob: bytes, needles: set[bytes], lengths: list[int]) -> bool:
+    """Whether any needle occurs in ``blob`` inside a run of id characters."""
+    for token in _TOKEN.findall(blob):
+        n = len(token)
+        for size in lengths:
+            if size > n:
+                break
+            if any(token[i : i + size] in needles for i in range(n - size + 1)):
+                return True
+    return False
+
+
+def _blobs(path: Path) -> list[bytes]:
+    """What an attacker reads in a file: a Parquet file's values (its pages are
+    compressed, a byte search would miss them), any other file's bytes."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        return [
+            "\n".join(str(v) for v in col.to_pylist() if v is not None).encode()
+            for col in table.columns
+        ] + ["\n".join(table.column_names).encode()]
+    return [path.read_bytes()]
+
+
 def id_leaks(folder: Path, ids) -> list[str]:
-    """(e) Files under ``folder`` containing any of ``ids`` (raw or keyed), byte search."""
-    needles = [i.encode() for i in ids]
+    """(e) Files under ``folder`` containing any of ``ids`` (raw or keyed): every value of
+    Parquet files, the bytes of every other file (CSV, GeoJSON, GeoPackage, SVG, HTML)."""
+    needles = {i.encode() for i in ids if i}
+    lengths = sorted({len(n) for n in needles})
     found = []
     for f in sorted(Path(folder).rglob("*")):
-        if f.is_file():
-            blob = f.read_bytes()
-            if any(n in blob for n in needles):
-                found.append(str(f))
+        if f.is_file() and any(_holds_any(b, needles, lengths) for b in _blobs(f)):
+            found.append(str(f))
     return found
 
 

@@ -86,6 +86,7 @@ def _optional_subcommands(sub) -> None:
     for module in (
         "mobiterra.simulate.cli",
         "mobiterra.validate",
+        "mobiterra.audit",
         "mobiterra.report.cli",
         "mobiterra.backfill",
     ):

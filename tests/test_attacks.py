@@ -6,7 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import h3
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import synthetic_counts as S
 
@@ -179,3 +182,21 @@ def test_two_releases_do_not_give_back_a_suppressed_value(spark, rules):
         assert leaks.empty
     else:
         assert (leaks["_difference"] == 5).any()
+
+
+def test_id_search_reads_compressed_parquet_values_and_text(tmp_path):
+    rng = np.random.default_rng(1)
+    ids = [f"{x:016x}" for x in rng.integers(0, 2**62, 2000)]
+    (tmp_path / "t").mkdir()
+    part = tmp_path / "t" / "part-0.parquet"
+    # zstd with Huffman-coded literals: no id is left as plain bytes in the file
+    pq.write_table(
+        pa.table({"note": ids}), part, compression="zstd", write_statistics=False,
+        use_dictionary=False,
+    )  # fmt: skip
+    assert not any(i.encode() in part.read_bytes() for i in ids)
+    keyed = "a" * 32
+    (tmp_path / "page.html").write_text(f"<td>{keyed}x</td>")  # inside a longer token
+    (tmp_path / "clean.csv").write_text("h3_cell,users\n881fb46627fffff,25\n")
+    assert attacks.id_leaks(tmp_path, [ids[7], keyed]) == [str(tmp_path / "page.html"), str(part)]
+    assert attacks.id_leaks(tmp_path, ["ffffffffffffffff"]) == []

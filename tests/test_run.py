@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.pipeline import INVARIANT, read_manifest
-from mobiterra import attacks, cli
+from jobs.pseudonym import SAMPLE_KEY
+from mobiterra import attacks, audit, cli
 from mobiterra.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +102,17 @@ def test_the_gate_holds_against_the_attacks_on_both_months(sample_out):
 def test_no_user_id_in_any_output(sample_out):
     ids = pq.read_table(SAMPLE / "events.parquet", columns=["user_id"]).column(0)
     some = pc.unique(ids).to_pylist()[:200]
-    assert attacks.id_leaks(sample_out, some) == []
+    # raw ids and the pseudonyms ingest gave them (the sample's public key)
+    keyed = audit.keyed(some, SAMPLE_KEY.encode())
+    assert attacks.id_leaks(sample_out, some + keyed) == []
+
+
+def test_audit_command_attacks_a_release(sample_out, capsys):
+    args = ["audit", "--out", str(sample_out), "--month", "2020-04"]
+    assert cli.main([*args, "--baseline-month", "2020-02"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["baseline-residents-vs-shift"] == 0 and found["residents-vs-home-work"] == 0
+    assert cli.main(["audit", "--out", str(sample_out), "--month", "2020-03"]) == 2
 
 
 def test_residents_are_scored_against_the_truth(sample_out):
