@@ -141,3 +141,20 @@ def test_presence_from_stays_counts_users_at_mid_hour_local_time():
     out = presence_from_stays(stays)
     assert out["hour_local"].dt.hour.tolist() == [8, 9, 10]
     assert out["users"].tolist() == [1, 1, 1]
+
+
+def test_a_cell_under_a_suppressed_parent_is_explained_by_its_nearest_published_ancestor():
+    paris_7 = h3.cell_to_parent(PARIS_8, 7)
+    sibling_7 = next(c for c in h3.cell_to_children(PARIS_6, 7) if c != paris_7)
+    pub = pd.DataFrame(
+        {
+            # res 6: 250; res 7: only a sibling (60); res 8: PARIS_8 (100), whose res-7
+            # parent is suppressed; the res-6 remainder is 250 - 60 - 100 = 90, not 190
+            "resolution": [6, 7, 8],
+            "h3_id": [h3.str_to_int(c) for c in (PARIS_6, sibling_7, PARIS_8)],
+            "residents": [250, 60, 100],
+        }
+    )
+    pieces = hierarchical_pieces(pub, "residents", ["h3_id"]).set_index("resolution")
+    assert pieces["residents"].to_dict() == {6: 90, 7: 60, 8: 100}
+    assert pieces["residents"].sum() == 250  # the coarse count, not more

@@ -15,6 +15,7 @@ import pandas as pd
 import shapely
 
 from mobiterra.geo.grid import h3_to_int, population_grid
+from mobiterra.h3tree import parent_np
 
 GRID_RESOLUTION = 8
 
@@ -28,22 +29,37 @@ def h3_parent(cells: np.ndarray, resolution: int) -> np.ndarray:
 
 def hierarchical_pieces(published: pd.DataFrame, value: str, keys: list[str]) -> pd.DataFrame:
     """Spread published counts down the hierarchy: finest cells in full, each coarser cell
-    only its remainder (value minus its published children at the next published
-    resolution). ``keys`` are the H3 columns (int64); output: resolution, keys, value."""
+    only its remainder (value minus the published cells whose nearest published ancestor
+    it is). ``keys`` are the H3 columns (int64); output: resolution, keys, value.
+
+    The remainder is taken against every published descendant that no published cell in
+    between explains, not only the next resolution's: a res-6 cell published under a
+    suppressed res-5 parent is part of its res-4 grandparent's count, and subtracting only
+    the res-5 children counted it twice (+4 % on a 40 M-event month, +8.7 % in Paris).
+    """
     resolutions = sorted(published["resolution"].unique())
+    by_res = {r: published[published["resolution"] == r][[*keys, value]] for r in resolutions}
+    explained: dict[int, list[pd.DataFrame]] = {r: [] for r in resolutions}
+    for i, fine in enumerate(resolutions):
+        rows = by_res[fine]
+        for coarse in reversed(resolutions[:i]):  # nearest published ancestor first
+            if rows.empty:
+                break
+            up = pd.DataFrame({k: parent_np(rows[k].to_numpy(), coarse) for k in keys})
+            up[value] = rows[value].to_numpy()
+            hit = up.merge(by_res[coarse][keys].drop_duplicates(), on=keys, how="left",
+                           indicator=True)["_merge"].eq("both").to_numpy()  # fmt: skip
+            explained[coarse].append(up[hit])
+            rows = rows[~hit]
     pieces = []
-    for coarse, fine in zip(resolutions, [*resolutions[1:], None], strict=True):
-        rows = published[published["resolution"] == coarse][[*keys, value]]
-        if fine is not None:
-            children = published[published["resolution"] == fine]
-            up = {k: h3_parent(children[k].to_numpy(), coarse) for k in keys}
-            explained = (
-                pd.DataFrame(up).assign(v=children[value].to_numpy()).groupby(keys)["v"].sum()
-            )
-            rows = rows.merge(explained.rename("explained").reset_index(), on=keys, how="left")
+    for r in resolutions:
+        rows = by_res[r]
+        if explained[r]:
+            sums = pd.concat(explained[r]).groupby(keys)[value].sum().rename("explained")
+            rows = rows.merge(sums.reset_index(), on=keys, how="left")
             rows[value] = (rows[value] - rows["explained"].fillna(0)).clip(lower=0)
             rows = rows.drop(columns="explained")
-        pieces.append(rows[rows[value] > 0].assign(resolution=coarse))
+        pieces.append(rows[rows[value] > 0].assign(resolution=r))
     return pd.concat(pieces, ignore_index=True) if pieces else published.iloc[:0]
 
 
