@@ -125,15 +125,24 @@ def test_observable_trips_keep_moves_between_stays_the_events_reveal():
         _stay("v", "2020-04-01 00:00", "2020-04-01 09:00", AURILLAC),
         _stay("v", "2020-04-01 09:30", "2020-04-01 10:00", far),  # events 10 min apart: a pass
         _stay("v", "2020-04-01 10:30", "2020-04-01 23:00", ARPAJON, dep="15"),
+        # w goes from Aurillac to Arpajon too, but one antenna cell serves both: no trace
+        _stay("w", "2020-04-01 00:00", "2020-04-01 08:00", AURILLAC),
+        _stay("w", "2020-04-01 08:30", "2020-04-01 20:00", ARPAJON),
     ])  # fmt: skip
     events = pd.DataFrame({
-        "user_id": ["u"] * 9 + ["v"] * 6,
+        "user_id": ["u"] * 9 + ["v"] * 6 + ["w"] * 4,
         "timestamp": [_utc(t) for t in [
             "2020-04-01 01:00", "2020-04-01 07:00", "2020-04-01 09:00", "2020-04-01 11:59",
             "2020-04-01 12:30", "2020-04-01 14:00", "2020-04-01 17:00", "2020-04-01 19:00",
             "2020-04-01 23:00",
             "2020-04-01 02:00", "2020-04-01 08:00", "2020-04-01 09:40", "2020-04-01 09:50",
-            "2020-04-01 11:00", "2020-04-01 20:00"]],
+            "2020-04-01 11:00", "2020-04-01 20:00",
+            "2020-04-01 01:00", "2020-04-01 07:00", "2020-04-01 09:00", "2020-04-01 19:00"]],
+        # serving cells: u's home and its res-7 neighbour have their own; the handover
+        # (h2 once at home) does not change a stay's cell (the most frequent)
+        "cell_id": ["h", "h", "f", "f", "h", "f", "f", "n", "n",
+                    "h", "h2", "f", "f", "a", "a",
+                    "w", "w", "w", "w"],
     })  # fmt: skip
     got = observable_trips(stays, events, min_time_stay_s=900, same_place_resolution=7)
     # u: home -> far (08:00); the errand home at 12:20 is unseen, so far..far is one stay;
@@ -151,5 +160,7 @@ def test_observable_trips_keep_moves_between_stays_the_events_reveal():
 
 def test_a_stay_without_events_is_not_observable():
     stays = pd.DataFrame([_stay("u", "2020-04-01 00:00", "2020-04-01 08:00", AURILLAC)])
-    events = pd.DataFrame({"user_id": ["w"], "timestamp": [_utc("2020-04-01 01:00")]})
+    events = pd.DataFrame(
+        {"user_id": ["w"], "timestamp": [_utc("2020-04-01 01:00")], "cell_id": ["c"]}
+    )
     assert observable_trips(stays, events, 900, 7).empty
