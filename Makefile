@@ -18,7 +18,7 @@ SAMPLE_CELLS := data_samples/cells.csv
 OUT ?= out
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run serve test browser lint bench clean check-java
+.PHONY: help setup run serve test browser lint bench audit-scale clean check-java
 .PHONY: notebooks  # also a folder: always run the target
 
 help: ## List the documented targets
@@ -69,6 +69,9 @@ lint: setup ## ruff check and format check
 
 bench: setup ## Benchmark: pipeline vs a DuckDB baseline at 1 M, 10 M, 30 M events (bench/RESULTS.md)
 	$(BIN)/python -m bench.run $(if $(SIZES),--sizes $(SIZES))
+
+audit-scale: setup ## Attack a simulated month of >= 10 M events (both months released, mobiterra audit)
+	$(BIN)/python -m bench.audit_scale
 
 clean: ## Remove outputs and state (keeps .venv)
 	rm -rf $(OUT) $(STATE)/work spark-warehouse
