@@ -105,6 +105,10 @@ def test_expansion_against_truth_factors_reference_and_population(tmp_path):
     assert row["rel_error_reference"] == pytest.approx(-0.1)
     assert row["truth_population"] == 90_000
     assert row["rel_error_truth"] == pytest.approx(0.1)
+    # the census moved by the truth's change (90 of 100 residents left): 99,000
+    assert row["reference_moved"] == 99_000 and row["rel_error_reference_moved"] == 0
+    # the département's factor x its 90 attributed published residents
+    assert row["estimated_departement"] == 99_000
 
 
 def _stay(user, start, end, cell, dep="15"):
