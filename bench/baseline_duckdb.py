@@ -16,8 +16,9 @@ Same rules as the jobs, written independently:
   ``xxhash64("home", user_key)`` (user_key: HMAC-SHA256 of the user id, in SQL; the
   xxhash64 in numpy, bench/sparkhash.py, once per user with a home);
 - stays and trips (jobs.stays): segments per user over time (new place at the
-  same-place resolution, or a silence > max missing), shorter than min stay dropped,
-  neighbours at one place merged, trips between consecutive stays at different places;
+  same-place resolution, or a silence > max missing), short segments between two of one
+  other place dropped, neighbours at one place merged, then stays shorter than min stay
+  dropped and neighbours merged again, trips between consecutive stays at different places;
 - present population per local day (jobs.presence): a stay covers the UTC hour slots from
   its first to its last event; a user is present on a local day in a cell when one of
   those slots starts in that day;
@@ -281,6 +282,28 @@ class Baseline:
         s = self.cfg.stays
         gap, sp = s.max_time_missing_stay_s, s.same_place_resolution
         secs = "(epoch_us({}) // 1000000)"
+        dur = f"({secs.format('stay_end')} - {secs.format('stay_start')})"
+
+        def merge(name: str, source: str) -> str:
+            """jobs.stays.merge_stays: consecutive stays at one place within the gap."""
+            return f"""{name}_f AS (
+              SELECT *, CASE WHEN lag(stay_h3) OVER w IS NULL
+                               OR {parent_sql("stay_h3", str(sp))}
+                                  <> {parent_sql("lag(stay_h3) OVER w", str(sp))}
+                               OR {secs.format("stay_start")}
+                                  - {secs.format("lag(stay_end) OVER w")} > {gap}
+                             THEN 1 ELSE 0 END AS starts
+              FROM {source} WINDOW w AS (PARTITION BY user_id ORDER BY stay_start, stay_h3)
+            ), {name}_g AS (
+              SELECT *, sum(starts) OVER (PARTITION BY user_id ORDER BY stay_start, stay_h3
+                                          ROWS UNBOUNDED PRECEDING) AS grp
+              FROM {name}_f
+            ), {name} AS (
+              SELECT user_id, first(stay_h3 ORDER BY {dur} DESC, stay_h3) AS stay_h3,
+                     min(stay_start) AS stay_start, max(stay_end) AS stay_end
+              FROM {name}_g GROUP BY user_id, grp
+            )"""
+
         self._sql(
             "stays",
             f"""
@@ -304,25 +327,21 @@ class Baseline:
               SELECT user_id, first(h3 ORDER BY n DESC, h3) AS stay_h3,
                      min(t0) AS stay_start, max(t1) AS stay_end
               FROM per_cell GROUP BY user_id, seg
-              HAVING {secs.format("max(t1)")} - {secs.format("min(t0)")} >= {s.min_time_stay_s}
-            ), flagged2 AS (
-              SELECT *, CASE WHEN lag(stay_h3) OVER w IS NULL
-                               OR {parent_sql("stay_h3", str(sp))}
-                                  <> {parent_sql("lag(stay_h3) OVER w", str(sp))}
-                               OR {secs.format("stay_start")}
-                                  - {secs.format("lag(stay_end) OVER w")} > {gap}
-                             THEN 1 ELSE 0 END AS starts
-              FROM segs WINDOW w AS (PARTITION BY user_id ORDER BY stay_start, stay_h3)
-            ), grouped AS (
-              SELECT *, sum(starts) OVER (PARTITION BY user_id ORDER BY stay_start, stay_h3
-                                          ROWS UNBOUNDED PRECEDING) AS grp
-              FROM flagged2
-            )
-            SELECT user_id,
-                   first(stay_h3 ORDER BY {secs.format("stay_end")} - {secs.format("stay_start")}
-                         DESC, stay_h3) AS stay_h3,
-                   min(stay_start) AS stay_start, max(stay_end) AS stay_end
-            FROM grouped GROUP BY user_id, grp
+            ), sandwich AS (  -- jobs.stays.filter_sandwiched_passes
+              SELECT *, coalesce({dur} < {s.min_time_stay_s}
+                                 AND lag(spl) OVER w = lead(spl) OVER w
+                                 AND spl <> lag(spl) OVER w, false) AS sw
+              FROM (SELECT *, {parent_sql("stay_h3", str(sp))} AS spl FROM segs)
+              WINDOW w AS (PARTITION BY user_id ORDER BY stay_start, stay_h3)
+            ), unsandwiched AS (
+              SELECT user_id, stay_h3, stay_start, stay_end FROM (
+                SELECT *, coalesce(lead(sw) OVER w, false) AS next_sw FROM sandwich
+                WINDOW w AS (PARTITION BY user_id ORDER BY stay_start, stay_h3)
+              ) WHERE NOT (sw AND NOT next_sw)
+            ), {merge("merged1", "unsandwiched")}, long_stays AS (
+              SELECT * FROM merged1 WHERE {dur} >= {s.min_time_stay_s}
+            ), {merge("merged2", "long_stays")}
+            SELECT * FROM merged2
             """,
         )
 
