@@ -228,7 +228,7 @@ def validate_stage(cfg: RunConfig, staging: Path) -> str:
     """Score the staged month against the simulator's truth (writes validation.json)."""
     from mobiterra.validate import validate
 
-    result = validate(cfg.truth, staging, cfg.month, cfg.baseline_month, cfg.events)
+    result = validate(cfg.truth, staging, cfg.month, cfg.baseline_month, cfg.events, cfg.k)
     # the manifest is written after this stage: say here what the scores measure
     result["privacy"] = {"k": cfg.k, "noise": noise_settings(cfg)}
     path = Path(staging) / "validation.json"

@@ -19,6 +19,7 @@ import h3
 import numpy as np
 import pandas as pd
 
+from mobiterra.config import PrivacyParams
 from mobiterra.geo.attribution import (
     GRID_RESOLUTION,
     flows_by_departement,
@@ -77,8 +78,12 @@ def validate(
     month: str,
     baseline_month: str | None = None,
     events: str | Path | None = None,
+    k: int | None = None,
 ) -> dict:
     """Score one published month against the truth; writes ``validation.json`` there.
+
+    ``k``: the run's k (default: the month's manifest, else the default k); planted flows
+    of fewer true users can never be published and are reported but not checked.
 
     ``events``: the simulated events (default: ``events`` beside the truth folder), used
     only to find which true stays and trips the network could observe (daily OD)."""
@@ -145,7 +150,10 @@ def validate(
         },
     }
 
+    privacy = _privacy_of(run)
+    k = k or (privacy or {}).get("k") or PrivacyParams().k
     flows = _score_flows(truth, homes, run, month, baseline_month, weights)
+    checked_flows = [f for f in (flows or {}).get("planted", []) if f["truth"] >= k]
     events = Path(events) if events is not None else None
     mobility, mobility_checks = mobility_scores(truth, run, month, homes, weights, events)
     big_deps = [r for r in deps if r["truth"] >= RESIDENTS_MIN_SUBSCRIBERS]
@@ -153,7 +161,7 @@ def validate(
         "month": month,
         "territory": territory,
         # what the scores measure: k alone, or k after noise (its utility)
-        "privacy": _privacy_of(run),
+        "privacy": privacy,
         "residents_by_departement": deps,
         "residents_by_departement_diagnostics": diag_rows,
         "residents_h3": cells,
@@ -169,10 +177,10 @@ def validate(
             "residents_within_3pct": bool(big_deps)  # issue 4's target
             and all(r["rel_error"] is not None and abs(r["rel_error"]) <= 0.03 for r in big_deps),
             "planted_flows_within_10pct": None
-            if not flows or not flows.get("planted")
+            if not checked_flows
             else all(
                 f["rel_error"] is not None and abs(f["rel_error"]) <= FLOW_TOLERANCE
-                for f in flows["planted"]
+                for f in checked_flows
             ),
             **mobility_checks,
         },
@@ -232,7 +240,7 @@ def _score_flows(
         # the département-level table when there is one (H3 flows are cut by k per cell)
         row["published"] = row.get("published_diagnostics", row["published_h3"])
         row["rel_error"] = row.get("rel_error_diagnostics", row["rel_error_h3"])
-        planted.append(row)
+        planted.append(row)  # the check skips flows of fewer than k true users
     return {
         "baseline_month": baseline,
         "planted": planted,
