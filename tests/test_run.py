@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -148,11 +149,12 @@ def test_mobility_and_expansion_are_published_and_scored(sample_out):
 
 
 def test_rerun_replaces_the_month_with_identical_tables(sample_out, tmp_path):
+    # the session's February release, copied, with a file an older run left in it
     out = tmp_path / "again"
+    shutil.copytree(sample_out / "2020-02", out / "2020-02")
+    (out / "2020-02" / "stale-file").write_text("from an older run")
     args = ["--events", str(SAMPLE / "events.parquet"), "--cells", str(SAMPLE / "cells.csv")]
     args += ["--out", str(out), "--work-dir", str(tmp_path / "w"), "--month", "2020-02"]
-    assert _run(*args) == 0
-    (out / "2020-02" / "stale-file").write_text("from an older run")
     assert _run(*args) == 0
     assert not (out / "2020-02" / "stale-file").exists()
     key = ["resolution", "h3_cell"]
