@@ -116,15 +116,22 @@ def local_day(ts_col: str, timezone: str) -> Column:
     return F.to_date(F.from_utc_timestamp(F.col(ts_col), timezone))
 
 
-def bound_stays(stays_df: DataFrame, privacy: PrivacyParams, timezone: str) -> DataFrame:
-    """At most ``max_contributions`` stays per user and local day of the stay's start."""
+def bound_per_local_day(
+    df: DataFrame, time_col: str, privacy: PrivacyParams, timezone: str
+) -> DataFrame:
+    """At most ``max_contributions`` rows per user and local day of ``time_col``."""
     return bound_contributions(
-        stays_df,
+        df,
         C.USER_KEY,
         privacy.max_contributions,
         privacy.noise_seed,
-        per=(local_day(C.STAY_START, timezone),),
+        per=(local_day(time_col, timezone),),
     )
+
+
+def bound_stays(stays_df: DataFrame, privacy: PrivacyParams, timezone: str) -> DataFrame:
+    """At most ``max_contributions`` stays per user and local day of the stay's start."""
+    return bound_per_local_day(stays_df, C.STAY_START, privacy, timezone)
 
 
 def bound_trips(trips_df: DataFrame, privacy: PrivacyParams, timezone: str) -> DataFrame:
@@ -132,13 +139,7 @@ def bound_trips(trips_df: DataFrame, privacy: PrivacyParams, timezone: str) -> D
 
     Bound after the trips are made from all stays: dropping stays first would invent
     trips between stays that were not consecutive."""
-    return bound_contributions(
-        trips_df,
-        C.USER_KEY,
-        privacy.max_contributions,
-        privacy.noise_seed,
-        per=(local_day(C.DEPARTURE, timezone),),
-    )
+    return bound_per_local_day(trips_df, C.DEPARTURE, privacy, timezone)
 
 
 def sensitivity(table: str, max_contributions: int) -> int:
