@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from mobiterra import columns as C
 from mobiterra.h3tree import as_int_cells, nearest_ancestor
@@ -130,8 +131,6 @@ def _blobs(path: Path) -> list[bytes]:
     """What an attacker reads in a file: a Parquet file's values (its pages are
     compressed, a byte search would miss them), any other file's bytes."""
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
         table = pq.read_table(path)
         return [
             "\n".join(str(v) for v in col.to_pylist() if v is not None).encode()

@@ -35,9 +35,11 @@ def sample_ids(events: Path, n: int = ID_SAMPLE) -> list[str]:
     return seen[:n]
 
 
-def keyed(ids: list[str], key: bytes, hex_chars: int = 32) -> list[str]:
-    """The pseudonyms ingest gives these ids (HMAC-SHA256, jobs.pseudonym)."""
-    return [hmac.new(key, i.encode(), hashlib.sha256).hexdigest()[:hex_chars] for i in ids]
+def keyed(ids: list[str], key: bytes) -> list[str]:
+    """The pseudonyms ingest gives these ids (jobs.pseudonym.user_key, in Python)."""
+    from jobs.pseudonym import KEY_HEX_CHARS  # lazily: jobs.pseudonym loads pyspark
+
+    return [hmac.new(key, i.encode(), hashlib.sha256).hexdigest()[:KEY_HEX_CHARS] for i in ids]
 
 
 def audit(
