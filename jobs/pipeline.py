@@ -228,12 +228,10 @@ def validate_stage(cfg: RunConfig, staging: Path) -> str:
     """Score the staged month against the simulator's truth (writes validation.json)."""
     from mobiterra.validate import validate
 
-    result = validate(cfg.truth, staging, cfg.month, cfg.baseline_month, cfg.events, cfg.k)
     # the manifest is written after this stage: say here what the scores measure
-    result["privacy"] = {"k": cfg.k, "noise": noise_settings(cfg)}
-    path = Path(staging) / "validation.json"
-    path.write_text(json.dumps(result, indent=2, ensure_ascii=False))
-    return str(path)
+    privacy = {"k": cfg.k, "noise": noise_settings(cfg)}
+    validate(cfg.truth, staging, cfg.month, cfg.baseline_month, cfg.events, privacy)
+    return str(Path(staging) / "validation.json")
 
 
 def run(spark: SparkSession, cfg: RunConfig, progress: Progress | None = None) -> Path:

@@ -78,12 +78,13 @@ def validate(
     month: str,
     baseline_month: str | None = None,
     events: str | Path | None = None,
-    k: int | None = None,
+    privacy: dict | None = None,
 ) -> dict:
     """Score one published month against the truth; writes ``validation.json`` there.
 
-    ``k``: the run's k (default: the month's manifest, else the default k); planted flows
-    of fewer true users can never be published and are reported but not checked.
+    ``privacy``: the run's ``{"k", "noise"}`` (default: from the month's manifest; a run
+    scoring itself passes it, its manifest comes later); planted flows of fewer than k
+    true users can never be published and are reported but not checked.
 
     ``events``: the simulated events (default: ``events`` beside the truth folder), used
     only to find which true stays and trips the network could observe (daily OD)."""
@@ -150,8 +151,8 @@ def validate(
         },
     }
 
-    privacy = _privacy_of(run)
-    k = k or (privacy or {}).get("k") or PrivacyParams().k
+    privacy = privacy or _privacy_of(run)
+    k = (privacy or {}).get("k") or PrivacyParams().k
     flows = _score_flows(truth, homes, run, month, baseline_month, weights)
     checked_flows = [f for f in (flows or {}).get("planted", []) if f["truth"] >= k]
     events = Path(events) if events is not None else None

@@ -100,8 +100,9 @@ def test_planted_flows_below_k_are_reported_not_checked(folders):
     truth, month = folders
     # the 30 movers' flow (published 27, -10 %) is checked at k = 20 and passes; at
     # k = 40 it could never be published, so nothing is checked
-    assert validate(truth, month, "2020-04", k=20)["checks"]["planted_flows_within_10pct"]
-    result = validate(truth, month, "2020-04", k=40)
+    at_20 = validate(truth, month, "2020-04", privacy={"k": 20, "noise": None})
+    assert at_20["checks"]["planted_flows_within_10pct"]
+    result = validate(truth, month, "2020-04", privacy={"k": 40, "noise": None})
     assert result["residence_shift"]["planted"][0]["truth"] == 30  # still reported
     assert result["checks"]["planted_flows_within_10pct"] is None
 
