@@ -4,16 +4,16 @@ with Laplace noise through the stages."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 
 import pandas as pd
 import pytest
 from pyspark.sql import functions as F
-from test_publish_tables import USERS, _events
+from test_publish_tables import USERS, publish_tiny_month
 
-from jobs import gate, noise, stages, stages_mobility
+from jobs import gate, noise
 from mobiterra import columns as C
-from mobiterra.config import PrivacyParams, RunConfig
+from mobiterra.config import PrivacyParams
 
 K = 20
 LAPLACE = PrivacyParams(noise="laplace", epsilon=0.44, max_contributions=2)
@@ -97,41 +97,12 @@ def test_each_release_draws_fresh_noise(spark):
 @pytest.fixture(scope="module")
 def noisy_month(spark, tmp_path_factory):
     """The hand-made month of tests/test_publish_tables.py, published with Laplace noise."""
-    root = tmp_path_factory.mktemp("noisy-month")
-    events = pd.DataFrame(
-        _events(date(2020, 2, 3), 6) + _events(date(2020, 4, 6), 6),
-        columns=[C.USER_ID, C.TIMESTAMP, C.CELL_ID],
+    return publish_tiny_month(
+        spark,
+        tmp_path_factory.mktemp("noisy-month"),
+        expansion={"enabled": False},
+        privacy=LAPLACE.model_dump(),
     )
-    events.to_parquet(root / "events.parquet", index=False, coerce_timestamps="us")
-    pd.DataFrame({C.CELL_ID: ["A", "B"], C.LAT: [44.9265, 44.93], C.LON: [2.4397, 2.47]}).to_csv(
-        root / "cells.csv", index=False
-    )
-    cfg = RunConfig.model_validate(
-        {
-            "events": root / "events.parquet",
-            "cells": root / "cells.csv",
-            "month": "2020-04",
-            "baseline_month": "2020-02",
-            "coverage": {"strategy": "point"},
-            "expansion": {"enabled": False},
-            "presence": {"periods": ["day", "night"]},
-            "od": {"periods": ["day"]},
-            "privacy": LAPLACE.model_dump(),
-        }
-    )
-    work, staging = root / "work", root / "staging"
-    work.mkdir()
-    ingested = stages.stage_ingest(spark, cfg, cfg.month, work, staging)
-    coverage = stages.stage_coverage(cfg, root / "cache")
-    homes, _ = stages.stage_residence(spark, cfg, ingested.events, coverage, cfg.month, work)
-    b = stages.stage_ingest(spark, cfg, cfg.baseline_month, work, None)
-    b_homes, _ = stages.stage_residence(spark, cfg, b.events, coverage, cfg.baseline_month, work)
-    stays, _ = stages_mobility.stage_stays(spark, cfg, ingested.events, coverage, cfg.month, work)
-    tables = stages.stage_publish(spark, cfg, homes, b_homes, staging, work)
-    tables |= stages_mobility.stage_publish_mobility(
-        spark, cfg, ingested.events, coverage, homes, stays, staging, work
-    )
-    return staging, work, tables
 
 
 def test_noisy_month_is_noised_bounded_and_still_gated(spark, noisy_month):

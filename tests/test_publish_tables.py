@@ -37,10 +37,10 @@ def _events(first: date, days: int) -> list[tuple[str, datetime, str]]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def month(spark, tmp_path_factory) -> tuple[Path, dict]:
-    """Stages of April 2020 against February, as run_month sequences them."""
-    root = tmp_path_factory.mktemp("tiny-month")
+def publish_tiny_month(spark, root: Path, **overrides) -> tuple[Path, Path, dict]:
+    """Stages of April 2020 against February on the hand-made events, as run_month
+    sequences them (expansion when enabled); ``overrides`` are RunConfig sections.
+    Returns (staging, work, tables)."""
     events = pd.DataFrame(
         _events(date(2020, 2, 3), 6) + _events(date(2020, 4, 6), 6),
         columns=[C.USER_ID, C.TIMESTAMP, C.CELL_ID],
@@ -60,6 +60,7 @@ def month(spark, tmp_path_factory) -> tuple[Path, dict]:
             "expansion": {"min_residents": K, "min_network_coverage": 0.0},
             "presence": {"periods": ["day", "night"]},  # hours: tests/test_presence.py
             "od": {"periods": ["day"]},
+            **overrides,
         }
     )
     work, staging = root / "work", root / "staging"
@@ -70,14 +71,23 @@ def month(spark, tmp_path_factory) -> tuple[Path, dict]:
     b = stages.stage_ingest(spark, cfg, cfg.baseline_month, work, None)
     b_homes, _ = stages.stage_residence(spark, cfg, b.events, coverage, cfg.baseline_month, work)
     stays, _ = stages_mobility.stage_stays(spark, cfg, ingested.events, coverage, cfg.month, work)
-    exp = stages_mobility.stage_expansion(
-        spark, cfg, b_homes, coverage, cfg.baseline_month, staging
-    )
-    expansion_path = str(staging / exp["table"])
+    expansion_path = None
+    if cfg.expansion.enabled:
+        exp = stages_mobility.stage_expansion(
+            spark, cfg, b_homes, coverage, cfg.baseline_month, staging
+        )
+        expansion_path = str(staging / exp["table"])
     tables = stages.stage_publish(spark, cfg, homes, b_homes, staging, work, expansion_path)
     tables |= stages_mobility.stage_publish_mobility(
         spark, cfg, ingested.events, coverage, homes, stays, staging, work, expansion_path
     )
+    return staging, work, tables
+
+
+@pytest.fixture(scope="module")
+def month(spark, tmp_path_factory) -> tuple[Path, dict]:
+    """The hand-made month, published with expansion."""
+    staging, _, tables = publish_tiny_month(spark, tmp_path_factory.mktemp("tiny-month"))
     return staging, tables
 
 
