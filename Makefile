@@ -61,7 +61,7 @@ notebooks: setup ## Execute notebooks/NN_*.py (jupytext + nbclient) into .state/
 
 browser: setup ## Open the report pages in headless Chromium (apt-get install chromium)
 	@command -v chromium >/dev/null || { echo "make browser needs chromium: apt-get install -y --no-install-recommends chromium"; exit 1; }
-	$(BIN)/python -m pytest tests/test_report.py -k chromium -s
+	$(BIN)/python -m pytest -n 0 tests/test_report.py -k chromium -s
 
 lint: setup ## ruff check and format check
 	$(BIN)/ruff check mobiterra jobs flows tests

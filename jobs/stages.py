@@ -5,6 +5,7 @@ share them (DataFrames and sessions never cross a stage boundary)."""
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -170,9 +171,9 @@ def stage_coverage(cfg: RunConfig, cache_dir: Path) -> str:
             )
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
         pq.write_table(arrow, tmp)
-        tmp.rename(path)
+        tmp.replace(path)  # atomic: a concurrent run never reads half a file
     # absolute: written here by pyarrow, read by Spark, and a Spark Connect server resolves
     # a relative path against its own working directory
     return str(path.absolute())

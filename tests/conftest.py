@@ -10,9 +10,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MPLBACKEND", "Agg")
-os.environ.setdefault("PREFECT_HOME", str(ROOT / ".state" / "prefect-test"))
+# one Prefect home per pytest-xdist worker (`make test` runs two, see pyproject.toml)
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+os.environ.setdefault("PREFECT_HOME", str(ROOT / ".state" / f"prefect-test-{_WORKER}"))
 # Tests run on hand-made data, not the sample: give ingest a pseudonym key.
 os.environ.setdefault("MOBITERRA_PSEUDONYM_KEY", "test-key-not-secret")
+
+
+# Tests that read the bundled sample's run (2.7 M events, ~160 s) stay on one worker, so
+# the run is made once; the other worker takes everything else meanwhile.
+SAMPLE_RUN_MODULES = {"test_notebooks"}  # takes sample_run through request.getfixturevalue
+
+
+def pytest_itemcollected(item):
+    # here, not in pytest_collection_modifyitems: xdist's own modifyitems reads the groups
+    if "sample_run" in item.fixturenames or item.module.__name__ in SAMPLE_RUN_MODULES:
+        item.add_marker(pytest.mark.xdist_group("sample_run"))
 
 
 @pytest.fixture(scope="session")

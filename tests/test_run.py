@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from small_sample import assert_same_month, write_small_events
 
 from jobs.pipeline import INVARIANT, read_manifest
 from jobs.pseudonym import SAMPLE_KEY
@@ -148,20 +149,24 @@ def test_mobility_and_expansion_are_published_and_scored(sample_out):
     assert "skipped" in v["daily_od"]  # data_samples/truth has no trips (--no-truth-stays)
 
 
-def test_rerun_replaces_the_month_with_identical_tables(sample_out, tmp_path):
-    # the session's February release, copied, with a file an older run left in it
-    out = tmp_path / "again"
-    shutil.copytree(sample_out / "2020-02", out / "2020-02")
-    (out / "2020-02" / "stale-file").write_text("from an older run")
-    args = ["--events", str(SAMPLE / "events.parquet"), "--cells", str(SAMPLE / "cells.csv")]
-    args += ["--out", str(out), "--work-dir", str(tmp_path / "w"), "--month", "2020-02"]
-    assert _run(*args) == 0
-    assert not (out / "2020-02" / "stale-file").exists()
-    key = ["resolution", "h3_cell"]
-    a = pd.read_parquet(out / "2020-02" / "residents").sort_values(key, ignore_index=True)
-    b = pd.read_parquet(sample_out / "2020-02" / "residents").sort_values(key, ignore_index=True)
-    pd.testing.assert_frame_equal(a, b)
-    assert [p.name for p in out.iterdir()] == ["2020-02"]
+def test_rerun_replaces_the_month_with_identical_tables(spark, tmp_path):
+    # a small slice (400 users, both months): the rerun's property does not need the
+    # whole sample, and two sample-sized runs of February took 150 s
+    events = tmp_path / "events.parquet"
+    write_small_events(events)
+    args = ["--events", str(events), "--cells", str(SAMPLE / "cells.csv"), "--month", "2020-04"]
+    args += ["--baseline-month", "2020-02", "--resolutions", "6,7,8"]
+    first, out = tmp_path / "first", tmp_path / "again"
+    assert _run(*args, "--out", str(first), "--work-dir", str(tmp_path / "w1")) == 0
+    # the first release, copied, with a file an older run left in it
+    shutil.copytree(first / "2020-04", out / "2020-04")
+    (out / "2020-04" / "stale-file").write_text("from an older run")
+    assert _run(*args, "--out", str(out), "--work-dir", str(tmp_path / "w2")) == 0
+    assert not (out / "2020-04" / "stale-file").exists()
+    compared = assert_same_month(first / "2020-04", out / "2020-04")
+    assert {"residents", "residence_shift", "present_population", "od_trips"} <= set(compared)
+    assert len(pd.read_parquet(out / "2020-04" / "residents")) > 0
+    assert [p.name for p in out.iterdir()] == ["2020-04"]
 
 
 # --- bad input ---------------------------------------------------------------------------
