@@ -86,8 +86,9 @@ def markdown(results: dict) -> str:
         "",
         f"Measured {results['created_at']} on {results['machine']} by `make bench` "
         "(bench/run.py). Monthly pipeline for 2020-04 with baseline month 2020-02 on the "
-        "simulated France of data_samples/ scaled up (bench/data.py); events = rows read "
-        "(both months). Times exclude the JVM start (its own column). The DuckDB baseline "
+        "simulated France of data_samples/ scaled up (bench/data.py); events = rows of "
+        "the input (both months: each month's ingest reads its own day folders, the "
+        "others pruned). Times exclude the JVM start (its own column). The DuckDB baseline "
         "(bench/baseline_duckdb.py) computes residents, residence_shift and the daily "
         "present_population and od_trips the pipeline publishes; its tables are checked "
         "equal to the pipeline's pre-gate counts first. `shared` = pipeline time without "

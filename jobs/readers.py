@@ -5,6 +5,7 @@ Unusable input raises InputError with one line naming the file and the problem.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +18,8 @@ from mobiterra import columns as C
 from mobiterra import schemas
 from mobiterra.errors import InputError
 
+# The folder level of events partitioned by day (the simulator writes events/day=YYYY-MM-DD/)
+PARTITION_DAY = "day"
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".txt")
 
 
@@ -84,12 +87,38 @@ def read_events(spark: SparkSession, path: Path) -> DataFrame:
     except AnalysisException as e:
         raise InputError(f"{path}: unreadable {fmt} input ({_first_line(e)})") from None
     require_columns(found, schemas.EVENTS_REQUIRED, path, "events")
+    partition = (
+        [F.col(PARTITION_DAY).cast("date").alias(PARTITION_DAY)]
+        if fmt == "parquet" and PARTITION_DAY in found and _day_partitioned(path)
+        else []
+    )
     return raw_df.select(
         F.col(C.USER_ID).cast("string").alias(C.USER_ID),
         F.col(C.TIMESTAMP).alias(C.TIMESTAMP),
         F.col(C.CELL_ID).cast("string").alias(C.CELL_ID),
         F.col("_metadata.file_path").alias(C.SOURCE_FILE),
+        *partition,
     )
+
+
+def _day_partitioned(path: Path) -> bool:
+    """A folder of ``day=…`` folders whose files do not store a ``day`` column themselves."""
+    path = Path(path)
+    if not path.is_dir() or not any(path.glob(f"{PARTITION_DAY}=*")):
+        return False
+    files = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith((".", "_")))
+    return bool(files) and PARTITION_DAY not in pq.read_schema(files[0]).names
+
+
+def prune_to_days(raw_df: DataFrame, first_day: date, last_day: date) -> DataFrame:
+    """Events partitioned by ``day=YYYY-MM-DD`` folders: only the folders of
+    [first_day, last_day] are read (Spark prunes them from the listing). A folder whose
+    name is not a date is kept (its rows are classified, never silently dropped). Other
+    inputs are returned as they are."""
+    if PARTITION_DAY not in raw_df.columns:
+        return raw_df
+    day = F.col(PARTITION_DAY)
+    return raw_df.filter(day.isNull() | day.between(F.lit(first_day), F.lit(last_day)))
 
 
 def read_cells_pandas(path: Path) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from jobs import cells as cells_rules
 from jobs import expansion, gate, ingest, noise, release, residence, shift
 from jobs.coverage import COVERAGE_COLUMNS, COVERAGE_VERSION, coverage_table
 from jobs.pseudonym import pseudonym_key
-from jobs.readers import read_cells_pandas, read_events
+from jobs.readers import prune_to_days, read_cells_pandas, read_events
 from mobiterra import columns as C
 from mobiterra import schemas
 from mobiterra.config import Month, PrivacyParams, RunConfig, month_bounds_utc
@@ -74,6 +74,10 @@ def stage_ingest(
         CELLS_STATUS_SCHEMA,
     )
     start, end = month_bounds_utc(month, cfg.timezone, cfg.residence.night_end_hour)
+    # day-partitioned input: only the month's folders, a day's margin each side (whether
+    # the folders are UTC or local days); rows read are then those of these folders
+    one_day = pd.Timedelta(days=1)
+    raw_df = prune_to_days(raw_df, (start - one_day).date(), (end + one_day).date())
     classified_df = ingest.classify_events(raw_df, cells_df, start, end, cfg.timezone)
     if staging is None:
         # No quarantine (a baseline month): only the month's rows matter, and the filter

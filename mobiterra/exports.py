@@ -149,10 +149,17 @@ def _plain_times(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     for col in out.columns:
         if pd.api.types.is_datetime64_any_dtype(out[col]):
-            ts = out[col]
-            ts = ts.dt.tz_convert("UTC") if ts.dt.tz is not None else ts.dt.tz_localize("UTC")
-            out[col] = ts.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+            out[col] = iso_utc(out[col])
     return out
+
+
+def iso_utc(ts: pd.Series) -> pd.Series:
+    """ "2020-04-01T22:00:00Z" per timestamp (naive ones are UTC), None for NaT. Each
+    distinct instant is formatted once: an hourly table repeats ~720 of them."""
+    ts = ts.dt.tz_convert("UTC") if ts.dt.tz is not None else ts.dt.tz_localize("UTC")
+    codes, uniques = pd.factorize(ts)
+    text = np.append(np.asarray(uniques.strftime("%Y-%m-%dT%H:%M:%SZ"), dtype=object), None)
+    return pd.Series(text[codes], index=ts.index, dtype=object)  # code -1 (NaT) -> None
 
 
 def export_table(name: str, df: pd.DataFrame, dest: Path) -> list[Path]:

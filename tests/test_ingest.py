@@ -168,3 +168,50 @@ def test_buckets_observed_while_writing_equal_the_counted_buckets(spark, cells_d
     counted = ingest.IngestCounts.from_buckets(ingest.count_buckets(classified).collect(), accepted)
     assert observed == counted
     assert (observed.rows_read, observed.rows_out_of_period) == (len(rows), 2)
+
+
+def test_day_partitioned_events_are_read_only_for_the_month(spark, tmp_path):
+    """events/day=YYYY-MM-DD/: the month's folders (a day's margin each side) are read,
+    others are pruned; a folder not named by a date is read and classified, not dropped."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from jobs import stages
+    from jobs.readers import read_events
+    from mobiterra.config import RunConfig
+
+    events = tmp_path / "events"
+    days = {  # folder -> its rows' timestamps (UTC)
+        "2020-02-27": ["2020-02-27T10:00:00"],  # far before March: pruned
+        "2020-02-29": ["2020-02-29T23:30:00"],  # the margin day: read (00:30 local, March)
+        "2020-03-10": ["2020-03-10T10:00:00", "2020-03-10T11:00:00"],
+        "2020-04-01": ["2020-04-01T03:00:00"],  # the month's last night: read
+        "2020-04-05": ["2020-04-05T10:00:00"],  # after March: pruned
+        "not-a-date": ["2020-03-12T10:00:00"],
+    }
+    for day, stamps in days.items():
+        folder = events / f"day={day}"
+        folder.mkdir(parents=True)
+        table = pa.table(
+            {
+                "user_id": [f"u{i}" for i in range(len(stamps))],
+                "timestamp": pa.array(pd.to_datetime(stamps), pa.timestamp("us", tz="UTC")),
+                "cell_id": ["good"] * len(stamps),
+            }
+        )
+        pq.write_table(table, folder / "part-0.parquet")
+    pd.DataFrame([{"cell_id": "good", "lat": 48.85, "lon": 2.35}]).to_csv(
+        tmp_path / "cells.csv", index=False
+    )
+    assert "day" in read_events(spark, events).columns
+    cfg = RunConfig(
+        events=events, cells=tmp_path / "cells.csv", month="2020-03", out=tmp_path / "out"
+    )
+    # with a staging folder (the month's own ingest) every row read is counted
+    result = stages.stage_ingest(spark, cfg, "2020-03", tmp_path / "work", tmp_path / "staging")
+    # read: 29 Feb, 10 Mar (2), 1 Apr and the undated folder; all in March's window
+    assert result.counts["rows_read"] == 5
+    assert result.counts["rows_accepted"] == 5
+    assert result.counts["rows_out_of_period"] == 0
+    # a single file or a folder without day= folders is read whole, as before
+    assert "day" not in read_events(spark, events / "day=2020-03-10").columns

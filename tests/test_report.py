@@ -457,6 +457,28 @@ def test_rerun_replaces_the_outputs_and_leaves_no_scratch(hand_report, tmp_path)
     assert not [p for p in month.iterdir() if p.name.startswith(".report")]
 
 
+def test_exports_of_a_big_month_from_a_second_process_are_the_same_files(
+    hand_report, tmp_path, monkeypatch
+):
+    """Above SEPARATE_EXPORT_ROWS the exports are written by a spawned process beside the
+    maps: same files, byte for byte (GeoPackages aside: SQLite pages carry timestamps)."""
+    from mobiterra.report import build
+
+    month = _copy(hand_report[0], tmp_path)
+    monkeypatch.setattr(build, "SEPARATE_EXPORT_ROWS", 0)
+    summary = build_report(None, month)
+    assert summary["exports"] == hand_report[1]["exports"]
+    inline = {p.name: p for p in (hand_report[0] / "exports").iterdir()}
+    spawned = {p.name: p for p in (month / "exports").iterdir()}
+    assert sorted(inline) == sorted(spawned)
+    for name, path in spawned.items():
+        if path.suffix == ".gpkg":
+            a, b = (gpd.list_layers(f)["name"].tolist() for f in (inline[name], path))
+            assert a == b, name
+        else:
+            assert path.read_bytes() == inline[name].read_bytes(), name
+
+
 def test_cli_report_and_its_one_line_error(hand_out, capsys):
     assert cli.main(["report", "--out", str(hand_out), "--month", "2020-04", "--quiet"]) == 0
     assert (hand_out / "2020-04" / "report" / "index.html").exists()

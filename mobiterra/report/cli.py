@@ -54,7 +54,8 @@ def run_cli(args: argparse.Namespace) -> int:
         s = summary["seconds"]
         print(
             f"{summary['page']}\n  {len(summary['maps'])} maps, {summary['exports']} export "
-            f"files in {s['total']:.1f} s (maps {s['maps']:.1f} s, exports {s['exports']:.1f} s)"
+            f"files in {s['total']:.1f} s (maps {s['maps']:.1f} s; exports beside them, "
+            f"{s['exports_after_maps']:.1f} s more)"
         )
         for note in summary["notes"]:
             print(f"  note: {note}")

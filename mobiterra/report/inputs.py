@@ -62,6 +62,16 @@ def read_table(path: Path) -> pd.DataFrame | None:
     return pd.read_parquet(path)
 
 
+def read_tables(month_dir: Path) -> dict[str, pd.DataFrame]:
+    """The month's published tables that exist, in TABLES order."""
+    tables = {}
+    for name in TABLES:
+        df = read_table(Path(month_dir) / name)
+        if df is not None:
+            tables[name] = df
+    return tables
+
+
 def read_month(month_dir: Path, baseline_dir: Path | None = None) -> MonthOutputs:
     """Read ``month_dir`` (a finished or staged month). ``baseline_dir``: the baseline
     month's folder; by default the folder named after the manifest's baseline month beside
@@ -73,12 +83,7 @@ def read_month(month_dir: Path, baseline_dir: Path | None = None) -> MonthOutput
 
         raise InputError(f"{manifest_path}: no manifest; is {month_dir} a finished month?")
     manifest = json.loads(manifest_path.read_text())
-    tables = {}
-    for name in TABLES:
-        df = read_table(month_dir / name)
-        if df is not None:
-            tables[name] = df
-    out = MonthOutputs(month_dir, manifest, tables)
+    out = MonthOutputs(month_dir, manifest, read_tables(month_dir))
     if baseline_dir is None and out.baseline_month:
         baseline_dir = month_dir.parent / out.baseline_month
     if baseline_dir is not None:
