@@ -89,7 +89,7 @@ def read_events(spark: SparkSession, path: Path) -> DataFrame:
     require_columns(found, schemas.EVENTS_REQUIRED, path, "events")
     partition = (
         [F.col(PARTITION_DAY).cast("date").alias(PARTITION_DAY)]
-        if fmt == "parquet" and PARTITION_DAY in found and _day_partitioned(path)
+        if fmt == "parquet" and _day_partitioned(path, found)
         else []
     )
     return raw_df.select(
@@ -101,13 +101,12 @@ def read_events(spark: SparkSession, path: Path) -> DataFrame:
     )
 
 
-def _day_partitioned(path: Path) -> bool:
-    """A folder of ``day=…`` folders whose files do not store a ``day`` column themselves."""
-    path = Path(path)
-    if not path.is_dir() or not any(path.glob(f"{PARTITION_DAY}=*")):
-        return False
-    files = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith((".", "_")))
-    return bool(files) and PARTITION_DAY not in pq.read_schema(files[0]).names
+def _day_partitioned(path: Path, found: list[str]) -> bool:
+    """Spark found a ``day`` column the files do not store: it comes from ``day=…``
+    folder names."""
+    return (
+        Path(path).is_dir() and PARTITION_DAY in found and PARTITION_DAY not in events_columns(path)
+    )
 
 
 def prune_to_days(raw_df: DataFrame, first_day: date, last_day: date) -> DataFrame:
