@@ -15,6 +15,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 180
 SAMPLE_EVENTS := data_samples/events.parquet
 SAMPLE_CELLS := data_samples/cells.csv
+SAMPLE_POPULATION := data_samples/population.csv
 OUT ?= out
 
 .DEFAULT_GOAL := help
@@ -42,14 +43,17 @@ setup: check-java $(BIN)/mobiterra ## Create .venv and install mobiterra with it
 
 run: setup ## Run the monthly flow on the bundled sample (2020-04 vs 2020-02) into ./out
 	$(BIN)/python -m flows.monthly --events $(SAMPLE_EVENTS) --cells $(SAMPLE_CELLS) \
-	  --month 2020-04 --baseline-month 2020-02 --out $(OUT) \
+	  --population $(SAMPLE_POPULATION) --month 2020-04 --baseline-month 2020-02 --out $(OUT) \
 	  --truth data_samples/truth
 
-# make serve EVENTS=... CELLS=... BASELINE=fixed:2020-02 PREFECT_PORT=4200
+# make serve EVENTS=... CELLS=... [POPULATION=...] BASELINE=fixed:2020-02 PREFECT_PORT=4200
 PREFECT_PORT ?= 4200
+# the sample's population reference goes with the sample; other events: INSEE unless given
+POPULATION ?= $(if $(EVENTS),,$(SAMPLE_POPULATION))
 serve: setup ## Serve monthly_report (cron 0 3 1 * *, Europe/Paris) on a Prefect server in .state/prefect
 	$(BIN)/python -m flows.serve --start-server --port $(PREFECT_PORT) \
 	  --events $(or $(EVENTS),$(SAMPLE_EVENTS)) --cells $(or $(CELLS),$(SAMPLE_CELLS)) \
+	  $(if $(POPULATION),--population $(POPULATION)) \
 	  --out $(OUT) --baseline $(or $(BASELINE),previous)
 
 test: setup ## Run the test suite

@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "MOBITERRA_PSEUDONYM_KEY": os.environ.get(
         "MOBITERRA_PSEUDONYM_KEY", "audit-scale-key")}  # fmt: skip
     common = ["--events", str(data / "events"), "--cells", str(data / "cells.csv")]
+    if (data / "population.csv").exists():
+        common += ["--population", str(data / "population.csv")]
     common += ["--out", str(out), "--work-dir", str(STATE / "work"), "--k", str(args.k)]
     results = {"events": summary["events"], "users": summary["users"], "k": args.k}
     for month, extra in ((BASELINE_MONTH, []), (MONTH, ["--baseline-month", BASELINE_MONTH])):

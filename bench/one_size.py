@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = RunConfig(
         events=folder / "events",
         cells=folder / "cells.csv",
+        # the simulated world's census grid, as a real run passes INSEE's (older caches lack it)
+        population=(folder / "population.csv") if (folder / "population.csv").exists() else None,
         month=bench_data.MONTH,
         baseline_month=bench_data.BASELINE_MONTH,
         out=out_dir,

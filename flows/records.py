@@ -86,6 +86,7 @@ def failure_markdown(cfg: RunConfig, stage: str, error: BaseException) -> str:
                 "",
                 f"Rerun: `mobiterra run --events {cfg.events} --cells {cfg.cells} "
                 f"--month {cfg.month} --out {cfg.out}"
+                + (f" --population {cfg.population}" if cfg.population else "")
                 + (f" --baseline-month {cfg.baseline_month}" if cfg.baseline_month else "")
                 + "`",
             ]

@@ -74,10 +74,12 @@ def previous_month_report(
     master: str | None = None,
     remote: str | None = None,
     work_dir: str | None = None,
+    population: str | None = None,
 ) -> str:
     """monthly_report for the month before the scheduled start (or ``month`` if given).
 
-    baseline: ``previous`` (the month before that), ``none`` or ``fixed:YYYY-MM``.
+    baseline: ``previous`` (the month before that), ``none`` or ``fixed:YYYY-MM``;
+    population: the reference for the coverage weights (None: INSEE communes).
     """
     from mobiterra.config import load_config
 
@@ -87,6 +89,7 @@ def previous_month_report(
         {
             "events": events,
             "cells": cells,
+            "population": population,
             "out": out,
             "month": month,
             "baseline_month": parse_baseline(baseline).for_month(month),
@@ -108,6 +111,7 @@ def deployment(
     master: str | None = None,
     remote: str | None = None,
     work_dir: str | Path | None = None,
+    population: str | Path | None = None,
 ):
     """The RunnerDeployment ``make serve`` registers (also used by the tests)."""
     parse_baseline(baseline)  # fail now, not on the 1st of next month
@@ -126,6 +130,7 @@ def deployment(
         "master": master,
         "remote": remote,
         "work_dir": absolute(work_dir),
+        "population": absolute(population),
     }
     return previous_month_report.to_deployment(
         name=DEPLOYMENT,
@@ -237,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--master", help="Spark master URL (default local[*])")
     parser.add_argument("--remote", help="Spark Connect URL, e.g. sc://127.0.0.1:15002")
     parser.add_argument("--work-dir", type=Path)
+    parser.add_argument("--population", type=Path, help="population reference (coverage weights)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--api-url", help="a running Prefect API (default: $PREFECT_API_URL)")
     where.add_argument(
@@ -270,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.master,
                 args.remote,
                 args.work_dir,
+                population=args.population,
             )
             print(f"serving {FLOW}/{DEPLOYMENT} ({CRON}, {TIMEZONE}) on {api_url}", flush=True)
             # one run at a time: two runs of one month would race on its staging folder

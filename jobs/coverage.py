@@ -49,7 +49,9 @@ MIN_WEIGHT = 1e-4
 log = logging.getLogger(__name__)
 
 
-def point_coverage(cells: pd.DataFrame, resolution: int, params: CoverageParams) -> pd.DataFrame:
+def point_coverage(
+    cells: pd.DataFrame, resolution: int, params: CoverageParams, reference: pd.Series | None = None
+) -> pd.DataFrame:
     """Each antenna cell covers the one hexagon holding its site, with weight 1."""
     out = cells[[C.CELL_ID, C.VALID_FROM, C.VALID_TO]].copy()
     out[C.H3_ID] = site_hexagons(cells, resolution)
@@ -228,8 +230,14 @@ def reference_population(
     return grid.groupby("h3_id")["population"].sum()
 
 
-def voronoi_coverage(cells: pd.DataFrame, resolution: int, params: CoverageParams) -> pd.DataFrame:
-    """Each cell's Voronoi area (sectors, range, territory) spread over H3 cells."""
+def voronoi_coverage(
+    cells: pd.DataFrame, resolution: int, params: CoverageParams, reference: pd.Series | None = None
+) -> pd.DataFrame:
+    """Each cell's Voronoi area (sectors, range, territory) spread over H3 cells.
+
+    ``reference``: people per H3 cell at ``resolution`` (jobs.population) for the
+    population weights; None: INSEE commune populations (:func:`reference_population`).
+    """
     if cells.empty:
         return pd.DataFrame(columns=COVERAGE_COLUMNS)
     frame = vor.Frame.around(cells[C.LAT].to_numpy(float), cells[C.LON].to_numpy(float))
@@ -238,9 +246,11 @@ def voronoi_coverage(cells: pd.DataFrame, resolution: int, params: CoverageParam
     wkb = shapely.to_wkb(pieces["geometry"].to_numpy())
     distinct, poly_of_piece = np.unique(wkb, return_inverse=True)
     polys_m = shapely.from_wkb(distinct)
-    population = (
-        reference_population(polys_m, frame, resolution) if params.weights == "population" else None
-    )
+    population = None
+    if params.weights == "population":
+        population = (
+            reference if reference is not None else reference_population(polys_m, frame, resolution)
+        )
     weights = spread_to_h3(polys_m, frame, resolution, population)
 
     rows = cells.iloc[pieces["_row"].to_numpy()]
@@ -266,19 +276,24 @@ def voronoi_coverage(cells: pd.DataFrame, resolution: int, params: CoverageParam
     return out[COVERAGE_COLUMNS].reset_index(drop=True)
 
 
-Strategy = Callable[[pd.DataFrame, int, CoverageParams], pd.DataFrame]
+Strategy = Callable[[pd.DataFrame, int, CoverageParams, pd.Series | None], pd.DataFrame]
 STRATEGIES: dict[str, Strategy] = {"point": point_coverage, "voronoi": voronoi_coverage}
 
 
 def coverage_table(
-    cells: pd.DataFrame, strategy: str, resolution: int, params: CoverageParams | None = None
+    cells: pd.DataFrame,
+    strategy: str,
+    resolution: int,
+    params: CoverageParams | None = None,
+    reference: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Coverage rows for the usable cells (status ok) under the named strategy."""
+    """Coverage rows for the usable cells (status ok) under the named strategy;
+    ``reference``: people per H3 cell for population weights (None: INSEE communes)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown coverage strategy {strategy!r}; known: {sorted(STRATEGIES)}")
     params = params or CoverageParams(strategy=strategy)
     usable = cells[cells[cells_rules.STATUS] == cells_rules.OK]
-    table = STRATEGIES[strategy](usable.reset_index(drop=True), resolution, params)
+    table = STRATEGIES[strategy](usable.reset_index(drop=True), resolution, params, reference)
     sums = table.groupby([C.CELL_ID, C.VALID_FROM, C.VALID_TO], dropna=False)[C.WEIGHT].sum()
     if len(sums) and not np.allclose(sums.to_numpy(), 1.0):
         raise AssertionError(f"coverage strategy {strategy!r} weights do not sum to 1 per cell")

@@ -19,6 +19,7 @@ from pyspark.sql import SparkSession
 
 import mobiterra
 from jobs import diagnostics, stages, stages_mobility
+from jobs.population import population_by_h3, read_population
 from jobs.pseudonym import pseudonym_key
 from jobs.readers import check_events, read_cells_pandas
 from mobiterra import output, report
@@ -48,11 +49,14 @@ def check_inputs(cfg: RunConfig) -> None:
     for name in ("events", "cells", "month"):
         if getattr(cfg, name) is None:
             raise InputError(f"--{name} is required")
-    for path in (cfg.events, cfg.cells, *([cfg.truth] if cfg.truth else [])):
+    optional = [p for p in (cfg.truth, cfg.population) if p]
+    for path in (cfg.events, cfg.cells, *optional):
         if not Path(path).exists():
             raise InputError(f"{path}: no such file or directory")
     check_events(cfg.events)
     read_cells_pandas(cfg.cells)
+    if cfg.population:  # fail before Spark starts, not in the coverage stage
+        population_by_h3(read_population(cfg.population), cfg.finest_resolution, cfg.population)
     pseudonym_key(cfg.events)
 
 
@@ -70,7 +74,11 @@ def build_manifest(
         "month": cfg.month,
         "baseline_month": cfg.baseline_month,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "inputs": {"events": str(cfg.events), "cells": str(cfg.cells)},
+        "inputs": {
+            "events": str(cfg.events),
+            "cells": str(cfg.cells),
+            "population": str(cfg.population) if cfg.population else "INSEE communes",
+        },
         **counts,
         "invariant": INVARIANT,
         "invariant_holds": counts["rows_read"]

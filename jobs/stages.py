@@ -20,6 +20,7 @@ from pyspark.sql import types as T
 from jobs import cells as cells_rules
 from jobs import expansion, gate, ingest, noise, release, residence, shift
 from jobs.coverage import COVERAGE_COLUMNS, COVERAGE_VERSION, coverage_table
+from jobs.population import population_by_h3, read_population
 from jobs.pseudonym import pseudonym_key
 from jobs.readers import prune_to_days, read_cells_pandas, read_events
 from mobiterra import columns as C
@@ -148,15 +149,24 @@ def _file_digest(path: Path) -> str:
 
 
 def stage_coverage(cfg: RunConfig, cache_dir: Path) -> str:
-    """Antenna cell -> H3 weights at the finest resolution, cached by the cells file's hash."""
+    """Antenna cell -> H3 weights at the finest resolution, cached by the hashes of the cells
+    file and of the population reference (``--population``) when there is one."""
+    reference_digest = _file_digest(cfg.population) if cfg.population else "insee"
     digest = hashlib.sha256(
         f"{_file_digest(cfg.cells)}|{cfg.coverage.model_dump_json()}|{COVERAGE_VERSION}"
-        f"|{cfg.finest_resolution}".encode()
+        f"|{cfg.finest_resolution}|{reference_digest}".encode()
     ).hexdigest()[:20]
     path = Path(cache_dir) / f"coverage-{digest}.parquet"
     if not path.exists():
         cells_pd, _ = validated_cells(cfg)
-        table = coverage_table(cells_pd, cfg.coverage.strategy, cfg.finest_resolution, cfg.coverage)
+        reference = (
+            population_by_h3(read_population(cfg.population), cfg.finest_resolution, cfg.population)
+            if cfg.population
+            else None
+        )
+        table = coverage_table(
+            cells_pd, cfg.coverage.strategy, cfg.finest_resolution, cfg.coverage, reference
+        )
         table = table.assign(
             **{
                 C.VALID_FROM: _none_for_nat(table[C.VALID_FROM]),

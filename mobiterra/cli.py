@@ -23,6 +23,12 @@ def _resolutions(text: str) -> list[int]:
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events", type=Path, help="events: Parquet file/dir or CSV with a header")
     p.add_argument("--cells", type=Path, help="cells: CSV or Parquet")
+    p.add_argument(
+        "--population",
+        type=Path,
+        help="population reference for the coverage weights: h3_cell,population or "
+        "lat,lon,population (CSV or Parquet; default: INSEE commune populations)",
+    )
     p.add_argument("--month", help="month to compute, YYYY-MM")
     p.add_argument("--out", type=Path, help="output folder (DIR/YYYY-MM is written)")
     p.add_argument("--baseline-month", help="compare homes with this month (residence shift)")
@@ -45,6 +51,7 @@ def config_from_args(args: argparse.Namespace):
         {
             "events": args.events and str(args.events),
             "cells": args.cells and str(args.cells),
+            "population": args.population and str(args.population),
             "month": args.month,
             "out": args.out and str(args.out),
             "baseline_month": args.baseline_month,

@@ -66,6 +66,7 @@ def run_sample(out: Path) -> Path:
         {
             "events": str(SAMPLE / "events.parquet"),
             "cells": str(SAMPLE / "cells.csv"),
+            "population": str(SAMPLE / "population.csv"),
             "month": MONTH,
             "baseline_month": BASELINE_MONTH,
             "truth": str(TRUTH),

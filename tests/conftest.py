@@ -47,6 +47,7 @@ def sample_run(spark, tmp_path_factory):
     sample = ROOT / "data_samples"
     out = tmp_path_factory.mktemp("sample-run")
     common = ["--events", str(sample / "events.parquet"), "--cells", str(sample / "cells.csv")]
+    common += ["--population", str(sample / "population.csv")]  # as `make run`
     common += ["--out", str(out), "--work-dir", str(out / ".work"), "--quiet"]
     assert cli.main(["run", *common, "--month", "2020-02"]) == 0
     common += ["--truth", str(sample / "truth")]

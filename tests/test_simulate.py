@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import h3
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
@@ -13,7 +14,7 @@ from mobiterra.simulate import simulate
 from mobiterra.simulate.blocks import local_to_utc_us
 from mobiterra.simulate.population import draw_subscribers
 from mobiterra.simulate.scenario import load_scenario
-from mobiterra.simulate.territory import parse_fraction, territory
+from mobiterra.simulate.territory import distance_km, parse_fraction, population_grid, territory
 from mobiterra.simulate.writer import EVENTS_SCHEMA
 
 # chi-square critical value, 19 degrees of freedom, p = 0.001 (statistical tables)
@@ -171,3 +172,39 @@ def test_local_time_crosses_daylight_saving():
         local_to_utc_us(pd.Timestamp("2020-02-01").date(), np.array([0])), unit="us"
     )
     assert winter[0] == pd.Timestamp("2020-01-31 23:00")
+
+
+def test_every_served_place_is_within_its_cells_range(lockdown_run):
+    """The published range_m is the cell's reach: no true home lies beyond it (the
+    pipeline clips each coverage polygon to it)."""
+    out, _ = lockdown_run
+    cells = pd.read_csv(out / "cells.csv", dtype={"cell_id": str}).set_index("cell_id")
+    homes = pd.read_parquet(out / "truth" / "homes.parquet")
+    homes = homes[homes["in_territory"]]
+    ev = _events(out)
+    # each user's most frequent night cell serves the home (or its handover sector)
+    home_cell = ev.groupby("user_id")["cell_id"].agg(lambda s: s.mode()[0])
+    h = homes.drop_duplicates("user_id").set_index("user_id").join(home_cell.rename("cell"))
+    site = cells.loc[h["cell"]]
+    dist_m = 1000 * distance_km(h["lat"], h["lon"], site["lat"].to_numpy(), site["lon"].to_numpy())
+    assert (dist_m <= site["range_m"].to_numpy() + 1).mean() > 0.97  # mode: a few users roam
+    nominal = cells["range_m"] >= 500
+    assert nominal.all() and cells["range_m"].max() < 50_000
+
+
+def test_population_reference_is_the_world_census_on_h3(lockdown_run):
+    """population.csv: the simulated communes' INSEE populations on res-8 hexagons, denser
+    towards each commune's centre, as the simulator places residents."""
+    out, _ = lockdown_run
+    grid = pd.read_csv(out / "population.csv")
+    assert list(grid.columns) == ["h3_cell", "population"]
+    assert grid["h3_cell"].str.fullmatch(r"88[0-9a-f]{13}").all() and grid["h3_cell"].is_unique
+    com = geo.communes(["75", "89"])
+    assert grid["population"].sum() == pytest.approx(com["population"].sum(), rel=1e-4)
+    # a rural commune: its representative point's hexagon holds more than the average
+    ter = territory(["89"], fraction=0.01)
+    big = ter.communes[ter.inside].sort_values("area_km2").iloc[-1]
+    one = population_grid(ter.communes, [ter.communes.index.get_loc(big.name)], 8)
+    centre = h3.latlng_to_cell(big["rep_lat"], big["rep_lon"], 8)
+    assert one.set_index("h3_cell").loc[centre, "population"] > 3 * one["population"].mean()
+    assert one["population"].sum() == pytest.approx(big["population"])

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 import shapely
 
-from mobiterra.simulate.territory import Territory, points_in_communes
+from mobiterra.simulate.territory import Territory, distance_km, points_in_communes
 
 # One operator's macro site serves about 2,500 inhabitants in towns (≈ 25,000 sites for
 # 65 M people, the order of magnitude of each French operator's ANFR site count).
@@ -25,6 +25,8 @@ MIN_RANGE_M, MAX_RANGE_M = 500.0, 10_000.0
 SECTOR_DENSITY_PER_KM2 = 300.0
 SECTOR_AZIMUTHS = np.array([0.0, 120.0, 240.0])
 CELLS_VALID_FROM = "2019-01-01"
+# Served range: the farthest place served, plus this margin.
+SERVED_RANGE_MARGIN = 1.02
 # cos(46.5°): degrees of longitude shrink by this factor over France (nearest-site metric).
 _LON_SCALE = 0.688
 
@@ -100,6 +102,24 @@ def place_antennas(ter: Territory, rng: np.random.Generator) -> Antennas:
     )
     tree = shapely.STRtree(shapely.points(lon * _LON_SCALE, lat))
     return Antennas(lat, lon, first, sectored, s_density, cells, tree)
+
+
+def with_served_ranges(
+    antennas: Antennas, lat: np.ndarray, lon: np.ndarray, cell: np.ndarray
+) -> Antennas:
+    """``range_m`` raised to the farthest place each cell serves, as an operator reads a
+    cell's reach from timing advance: a place is served by its nearest site however far it
+    is, and a nominal range below that would leave served homes outside the published
+    coverage. lat, lon, cell: places and their serving cells (-1: off the network)."""
+    on = cell >= 0
+    cells = antennas.cells
+    site_lat, site_lon = cells["lat"].to_numpy(), cells["lon"].to_numpy()
+    c = cell[on]
+    dist_m = 1000 * distance_km(lat[on], lon[on], site_lat[c], site_lon[c])
+    farthest = np.zeros(len(cells))
+    np.maximum.at(farthest, c, dist_m)
+    served = np.ceil(farthest * SERVED_RANGE_MARGIN)
+    return replace(antennas, cells=cells.assign(range_m=np.maximum(cells["range_m"], served)))
 
 
 def write_cells(antennas: Antennas, path) -> None:

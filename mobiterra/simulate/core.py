@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mobiterra.simulate import writer
-from mobiterra.simulate.antennas import place_antennas, write_cells
+from mobiterra.simulate.antennas import place_antennas, with_served_ranges, write_cells
 from mobiterra.simulate.blocks import simulate_block_day
 from mobiterra.simulate.population import (
     activity_levels,
@@ -109,10 +109,19 @@ def simulate(
         users["update_period_h"] = rng.choice(np.asarray(update_hours, float), n)
         users["update_phase_h"] = rng.random(n) * users["update_period_h"]
     world = locate_anchors(world, ter, antennas)
+    placed = world.anchor_cell >= 0  # a handover cell is on the same site: same reach
+    lat, lon = world.anchor_lat[placed], world.anchor_lon[placed]
+    antennas = with_served_ranges(
+        antennas,
+        np.concatenate([lat, lat]),
+        np.concatenate([lon, lon]),
+        np.concatenate([world.anchor_cell[placed], world.anchor_alt_cell[placed]]),
+    )
     t_world = time.perf_counter() - t0
 
     # static outputs and the truth that does not depend on the day
     write_cells(antennas, out / "cells.csv")
+    writer.write_population(ter, out / "population.csv")
     com = ter.communes[["commune_code", "departement_code"]]
     nights = night_dates(first, last)
     days = pd.date_range(first, last, freq="D")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import geopandas as gpd
+import h3
 import numpy as np
 import pandas as pd
 import shapely
@@ -105,12 +106,18 @@ def offset_points(lat, lon, dist_km, bearing_rad) -> tuple[np.ndarray, np.ndarra
     return np.asarray(lat) + dlat, np.asarray(lon) + dlon
 
 
+# Residents in a commune: this share around its representative point, with a gaussian
+# whose sd is this fraction of the half-width of the commune's box; the rest uniform.
+CENTRAL_SHARE = 0.5
+CENTRAL_SD = 0.2
+
+
 def points_in_communes(
     communes: gpd.GeoDataFrame,
     commune_idx: np.ndarray,
     rng: np.random.Generator,
     *,
-    central: float = 0.5,
+    central: float = CENTRAL_SHARE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Random points inside the given communes' polygons.
 
@@ -132,13 +139,44 @@ def points_in_communes(
         u_lon = b[:, 0] + rng.random(len(todo)) * (b[:, 2] - b[:, 0])
         u_lat = b[:, 1] + rng.random(len(todo)) * (b[:, 3] - b[:, 1])
         c = is_central[todo]
-        u_lon[c] = rep_lon[todo][c] + rng.normal(0, 0.2, c.sum()) * (b[c, 2] - b[c, 0]) / 2
-        u_lat[c] = rep_lat[todo][c] + rng.normal(0, 0.2, c.sum()) * (b[c, 3] - b[c, 1]) / 2
+        u_lon[c] = rep_lon[todo][c] + rng.normal(0, CENTRAL_SD, c.sum()) * (b[c, 2] - b[c, 0]) / 2
+        u_lat[c] = rep_lat[todo][c] + rng.normal(0, CENTRAL_SD, c.sum()) * (b[c, 3] - b[c, 1]) / 2
         ok = shapely.contains_xy(geoms[todo], u_lon, u_lat)
         lat[todo[ok]], lon[todo[ok]] = u_lat[ok], u_lon[ok]
         todo = todo[~ok]
     # the few left keep the representative point, which is inside by construction
     return lat, lon
+
+
+def population_grid(
+    communes: gpd.GeoDataFrame, commune_idx: np.ndarray, resolution: int
+) -> pd.DataFrame:
+    """Expected residents per H3 cell of the given communes under the model of
+    :func:`points_in_communes` (the simulated world's census grid, as INSEE's 200 m grid is
+    France's): each commune's population over the hexagons whose centre is inside it, a
+    share ``CENTRAL_SHARE`` by the gaussian around its representative point, the rest
+    evenly. Columns: h3_cell (string), population (float)."""
+    cells_out, people = [], []
+    com = communes.iloc[np.asarray(commune_idx)]
+    for pop, geom, lat, lon in zip(
+        com["population"], com.geometry, com["rep_lat"], com["rep_lon"], strict=True
+    ):
+        cells = h3.geo_to_cells(geom, resolution) if geom is not None else []
+        if not cells:  # smaller than a hexagon: its representative point's
+            cells = [h3.latlng_to_cell(lat, lon, resolution)]
+        centres = np.array([h3.cell_to_latlng(c) for c in cells])
+        minx, miny, maxx, maxy = geom.bounds if geom is not None else (lon, lat, lon, lat)
+        sd_lon = max(CENTRAL_SD * (maxx - minx) / 2, 1e-6)
+        sd_lat = max(CENTRAL_SD * (maxy - miny) / 2, 1e-6)
+        z2 = ((centres[:, 1] - lon) / sd_lon) ** 2 + ((centres[:, 0] - lat) / sd_lat) ** 2
+        gauss = np.exp(-0.5 * z2)
+        gauss = gauss / gauss.sum() if gauss.sum() > 0 else np.full(len(cells), 1 / len(cells))
+        cells_out.extend(cells)
+        people.append(pop * (CENTRAL_SHARE * gauss + (1 - CENTRAL_SHARE) / len(cells)))
+    grid = pd.DataFrame(
+        {"h3_cell": cells_out, "population": np.concatenate(people) if people else []}
+    )
+    return grid.groupby("h3_cell", as_index=False)["population"].sum()
 
 
 def choose_weighted(rng: np.random.Generator, weights: np.ndarray, size: int) -> np.ndarray:

@@ -11,7 +11,11 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from mobiterra.geo.grid import h3_to_str
-from mobiterra.simulate.population import ANCHOR_NAMES, N_ANCHORS, World
+from mobiterra.simulate.population import ANCHOR_NAMES, H3_RESOLUTION, N_ANCHORS, World
+from mobiterra.simulate.territory import Territory, population_grid
+
+# The population reference is on the truth's grid.
+POPULATION_RESOLUTION = H3_RESOLUTION
 
 EVENTS_SCHEMA = pa.schema(
     [
@@ -171,3 +175,11 @@ def merge_dataset(directory: Path, path: Path, sort_by: list[str]) -> None:
     table = ds.dataset(directory, format="parquet", partitioning="hive").to_table()
     table = table.sort_by([(c, "ascending") for c in sort_by])
     write_table(table, path)
+
+
+def write_population(ter: Territory, path: Path) -> None:
+    """The simulated world's population reference (``h3_cell,population``, res 8): what a
+    run passes as ``--population``, as it would pass INSEE's gridded population."""
+    grid = population_grid(ter.communes, np.flatnonzero(ter.inside), POPULATION_RESOLUTION)
+    grid["population"] = grid["population"].round(2)
+    grid[grid["population"] > 0].to_csv(path, index=False)

@@ -1,0 +1,116 @@
+"""The population reference a run may be given (``--population``): people per H3 cell,
+for the dasymetric weights of the coverage (jobs.coverage) in place of the INSEE commune
+populations spread evenly over each commune.
+
+Rows are ``h3_cell,population`` (any resolution; coarser cells are split evenly over their
+children at the coverage's resolution, finer ones summed into their parent) or
+``lat,lon,population`` (a point's people in the cell holding it). CSV or Parquet. A gridded
+census such as INSEE's 200 m grid, or the simulator's ``population.csv``, fits either form.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h3.api.numpy_int as h3n
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from jobs.readers import _first_line, input_format
+from mobiterra import columns as C
+from mobiterra.errors import InputError
+
+POPULATION = "population"
+H3_FORM = (C.H3_CELL, POPULATION)
+POINT_FORM = (C.LAT, C.LON, POPULATION)
+
+
+def read_population(path: Path) -> pd.DataFrame:
+    """The reference file as strings (checked by :func:`population_by_h3`)."""
+    path = Path(path)
+    fmt = input_format(path)
+    try:
+        if fmt == "csv":
+            df = pd.read_csv(path, dtype=str, keep_default_na=True)
+        else:
+            df = pq.read_table(path).to_pandas()
+    except Exception as e:  # noqa: BLE001 - any read failure is an unusable input
+        raise InputError(f"{path}: unreadable {fmt} population file ({_first_line(e)})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def _h3_ids(cells: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """int64 H3 ids of hex strings (0 where not a valid cell) and a validity mask."""
+    text = cells.fillna("").astype(str).str.strip().str.lower()
+    ids = np.zeros(len(text), dtype=np.int64)
+    ok = text.str.fullmatch(r"[0-9a-f]{15}").to_numpy()
+    ids[ok] = np.array([int(t, 16) for t in text[ok]], dtype=np.uint64).astype(np.int64)
+    valid = np.zeros(len(text), dtype=bool)
+    if ok.any():
+        valid[ok] = np.array([h3n.is_valid_cell(int(i)) for i in ids[ok].astype(np.uint64)])
+    return ids, valid
+
+
+def _at_resolution(ids: np.ndarray, people: np.ndarray, resolution: int) -> pd.Series:
+    """People per cell at ``resolution`` from cells at any resolution."""
+    res = np.array([h3n.get_resolution(int(i)) for i in ids.astype(np.uint64)], dtype=np.int64)
+    out_ids, out_people = [], []
+    for r in np.unique(res):
+        mine = res == r
+        cells, mass = ids[mine].astype(np.uint64), people[mine]
+        if r >= resolution:
+            parents = [h3n.cell_to_parent(int(c), resolution) for c in cells]
+            out_ids.append(np.array(parents, dtype=np.uint64).astype(np.int64))
+            out_people.append(mass)
+        else:
+            kids = [h3n.cell_to_children(int(c), resolution) for c in cells]
+            sizes = np.array([len(k) for k in kids])
+            # int64 throughout: mixing int64 with uint64 arrays would promote ids to float
+            out_ids.append(np.concatenate(kids).astype(np.uint64).astype(np.int64))
+            out_people.append(np.repeat(mass / sizes, sizes))
+    if not out_ids:
+        return pd.Series(dtype=float, name=POPULATION, index=pd.Index([], dtype=np.int64))
+    s = pd.Series(np.concatenate(out_people), index=np.concatenate(out_ids))
+    return s.groupby(level=0).sum().rename(POPULATION)
+
+
+def population_by_h3(raw: pd.DataFrame, resolution: int, path: Path | str) -> pd.Series:
+    """People per H3 cell at ``resolution`` (int64 index), from a reference table.
+
+    Any unusable row (bad cell, coordinates out of range, a population that is missing,
+    negative or not a number) is an InputError naming how many and the first one: a
+    reference that silently lost rows would tilt the weights without a trace.
+    """
+    cols = list(raw.columns)
+    if all(c in cols for c in H3_FORM):
+        form = "h3"
+    elif all(c in cols for c in POINT_FORM):
+        form = "point"
+    else:
+        raise InputError(
+            f"{path}: population file needs columns h3_cell,population or lat,lon,population; "
+            f"found: {', '.join(cols) or '(none)'}"
+        )
+    people = pd.to_numeric(raw[POPULATION], errors="coerce").to_numpy(dtype=float)
+    bad = np.where(~np.isfinite(people) | (people < 0), "population is not a number >= 0", "")
+    if form == "h3":
+        ids, valid = _h3_ids(raw[C.H3_CELL])
+        bad = np.where((bad == "") & ~valid, "h3_cell is not an H3 cell", bad)
+    else:
+        lat = pd.to_numeric(raw[C.LAT], errors="coerce").to_numpy(dtype=float)
+        lon = pd.to_numeric(raw[C.LON], errors="coerce").to_numpy(dtype=float)
+        ok = (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
+        bad = np.where((bad == "") & ~ok, "lat/lon out of range", bad)
+        ids = np.zeros(len(raw), dtype=np.int64)
+        points = zip(lat[ok], lon[ok], strict=True)
+        ids[ok] = [h3n.latlng_to_cell(a, o, resolution) for a, o in points]
+    wrong = np.flatnonzero(bad != "")
+    if len(wrong):
+        first = wrong[0]
+        raise InputError(
+            f"{path}: {len(wrong):,} unusable population row(s); first: row {first + 1} "
+            f"({bad[first]}: {raw.iloc[first].to_dict()})"
+        )
+    return _at_resolution(ids, people, resolution)
