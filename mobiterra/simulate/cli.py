@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "simulate",
         help="synthetic antenna events over real French communes, with ground truth",
         description="Simulate one operator's subscribers over real French communes "
-        "(data: INSEE, IGN) and write events/, cells.csv and truth/ into --out.",
+        "(data: INSEE, IGN) and write events/, cells.csv, population.csv and truth/ into --out.",
     )
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--departements", help="département codes, e.g. 75,89,2A")
