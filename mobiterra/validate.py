@@ -36,6 +36,8 @@ FLOW_TOLERANCE = 0.10
 # H3 cells scored at resolution 6 need this many true residents.
 CELL_RESOLUTION = 6
 CELL_MIN_RESIDENTS = 100
+# Issue 4: residents per res-6 cell within 10 % of the truth.
+CELL_TOLERANCE = 0.10
 
 
 def _read(path: Path) -> pd.DataFrame | None:
@@ -136,6 +138,7 @@ def validate(
         "min_truth_residents": CELL_MIN_RESIDENTS,
         "cells": len(big),
         "published": int(big.index.isin(pub6.index).sum()),
+        "within_10pct": int((np.abs(errs) <= CELL_TOLERANCE).sum()),  # issue 4's target
         "median_abs_rel_error": round(float(np.median(np.abs(errs))), 4) if len(errs) else None,
         "p90_abs_rel_error": round(float(np.quantile(np.abs(errs), 0.9)), 4) if len(errs) else None,
     }
