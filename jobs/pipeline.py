@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import uuid
@@ -26,6 +27,8 @@ from mobiterra import output, report
 from mobiterra.config import RunConfig
 from mobiterra.errors import InputError
 from mobiterra.progress import Progress
+
+log = logging.getLogger(__name__)
 
 STATE_DIR = Path(".state")
 INVARIANT = "rows_read == rows_accepted + rows_out_of_period + rows_duplicate + sum(rows_rejected)"
@@ -228,7 +231,10 @@ def run_month(cfg: RunConfig, call: Call, progress: Progress) -> tuple[Path, dic
         output.discard(staging)
         raise
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if cfg.keep_work:  # the user asked for it: pseudonymous keys stay on disk
+            log.warning("work folder kept (pseudonymous user keys; delete when done): %s", work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     return final, manifest
 
 

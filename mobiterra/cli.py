@@ -39,6 +39,12 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--master", help="Spark master URL (default local[*])")
     p.add_argument("--remote", help="Spark Connect URL, e.g. sc://127.0.0.1:15002")
     p.add_argument("--work-dir", type=Path, help="scratch folder for intermediate tables")
+    p.add_argument(
+        "--keep-work",
+        action="store_true",
+        default=None,
+        help="keep the intermediate tables (pseudonymous keys) in --work-dir for inspection",
+    )
     p.add_argument("--truth", type=Path, help="simulator truth folder: score the run against it")
     p.add_argument("--quiet", action="store_true", default=None, help="no progress output (cron)")
 
@@ -62,6 +68,7 @@ def config_from_args(args: argparse.Namespace):
             "engine.remote": args.remote,
             "work_dir": args.work_dir and str(args.work_dir),
             "truth": args.truth and str(args.truth),
+            "keep_work": args.keep_work,
             "quiet": args.quiet,
         },
     )

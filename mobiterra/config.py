@@ -261,6 +261,9 @@ class RunConfig(BaseModel):
     baseline_month: str | None = None
     out: Path = Path("out")
     work_dir: Path = Path(".state/work")
+    # Keep the run's intermediate tables (events, homes, stays: pseudonymous user keys) in
+    # work_dir/MONTH-xxxxxxxx for inspection instead of deleting them; off by default.
+    keep_work: bool = False
     resolutions: list[int] = Field(default_factory=lambda: [4, 5, 6, 7, 8])
     timezone: str = "Europe/Paris"
     residence: ResidenceParams = Field(default_factory=ResidenceParams)
@@ -312,7 +315,17 @@ class RunConfig(BaseModel):
     def config_hash(self) -> str:
         """Hash of the settings that shape the outputs (paths excluded)."""
         payload = self.model_dump(
-            mode="json", exclude={"events", "cells", "out", "work_dir", "quiet", "engine"}
+            mode="json",
+            exclude={
+                "events",
+                "cells",
+                "population",
+                "out",
+                "work_dir",
+                "keep_work",
+                "quiet",
+                "engine",
+            },
         )
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 

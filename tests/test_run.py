@@ -161,8 +161,13 @@ def test_rerun_replaces_the_month_with_identical_tables(spark, tmp_path):
     # the first release, copied, with a file an older run left in it
     shutil.copytree(first / "2020-04", out / "2020-04")
     (out / "2020-04" / "stale-file").write_text("from an older run")
-    assert _run(*args, "--out", str(out), "--work-dir", str(tmp_path / "w2")) == 0
+    # the rerun keeps its intermediate tables (--keep-work): the release must not change
+    assert _run(*args, "--out", str(out), "--work-dir", str(tmp_path / "w2"), "--keep-work") == 0
     assert not (out / "2020-04" / "stale-file").exists()
+    assert list((tmp_path / "w1").iterdir()) == []  # deleted by default
+    (kept,) = (tmp_path / "w2").iterdir()
+    assert kept.name.startswith("2020-04-") and (kept / "stays-2020-04").is_dir()
+    assert len(pd.read_parquet(kept / "stays-2020-04")) > 0
     compared = assert_same_month(first / "2020-04", out / "2020-04")
     assert {"residents", "residence_shift", "present_population", "od_trips"} <= set(compared)
     assert len(pd.read_parquet(out / "2020-04" / "residents")) > 0
