@@ -41,7 +41,14 @@ import pandas as pd
 
 STAY_COLUMNS = ["user_id", "start", "end", "h3_cell", "departement_code"]
 EVENT_COLUMNS = ["user_id", "timestamp", "cell_id"]
-TRIP_COLUMNS = ["user_id", "departure", "origin_departement", "destination_departement"]
+TRIP_COLUMNS = [
+    "user_id",
+    "departure",
+    "origin_h3",
+    "destination_h3",
+    "origin_departement",
+    "destination_departement",
+]
 
 
 def with_place(stays: pd.DataFrame, resolution: int) -> pd.DataFrame:
@@ -131,6 +138,8 @@ def observable_trips(
         {
             "user_id": seen["user_id"][moved],
             "departure": seen["end"][moved],
+            "origin_h3": seen["h3_cell"][moved],
+            "destination_h3": following["h3_cell"][moved],
             "origin_departement": seen["departement_code"][moved],
             "destination_departement": following["departement_code"][moved],
         }

@@ -18,6 +18,7 @@ from mobiterra.validate_trips import observable_trips
 WEIGHTS = {"15": 1.0}  # Cantal only
 AURILLAC = h3.latlng_to_cell(44.9265, 2.4397, 8)
 ARPAJON = h3.latlng_to_cell(44.9036, 2.4553, 8)  # next to Aurillac
+MAURIAC = h3.latlng_to_cell(45.2181, 2.3339, 8)
 
 
 def _utc(local: str) -> pd.Timestamp:
@@ -57,8 +58,11 @@ def test_daily_od_scores_trips_of_flows_with_enough_true_users(tmp_path):
     truth, run = tmp_path / "truth", tmp_path / "run"
     morning = _utc("2020-04-02 08:00")
     trips = pd.DataFrame({
-        "user_id": [f"u{i}" for i in range(250)] + ["u1"] * 10 + [f"v{i}" for i in range(50)],
-        "departure": [morning] * 260 + [_utc("2020-04-03 08:00")] * 50,
+        "user_id": [f"u{i}" for i in range(250)] + ["u1"] * 10 + [f"w{i}" for i in range(40)]
+        + [f"v{i}" for i in range(50)],
+        "departure": [morning] * 300 + [_utc("2020-04-03 08:00")] * 50,
+        "origin_h3": AURILLAC,
+        "destination_h3": [ARPAJON] * 260 + [MAURIAC] * 40 + [ARPAJON] * 50,
         "origin_departement": "15",
         "destination_departement": "15",
     })  # fmt: skip
@@ -73,10 +77,16 @@ def test_daily_od_scores_trips_of_flows_with_enough_true_users(tmp_path):
         "users": [200, 999],
     }))  # fmt: skip
     got = score_daily_od(truth, run, "2020-04", WEIGHTS)
-    # one flow of >= 200 users (the 3rd has 50): 260 trips, 234 published
-    assert (got["flows"], got["flows_within_10pct"]) == (1, 1)
-    assert got["median_abs_rel_error"] == pytest.approx(0.1)
-    assert got["by_pair"][0]["truth_trips_per_day"] == 260.0
+    # one flow of >= 200 users (the 3rd day has 50): 300 trips, 234 published; the 40
+    # trips to Mauriac are in a pair the run did not publish (below k, say)
+    assert (got["flows"], got["flows_within_10pct"]) == (1, 0)
+    assert got["median_abs_rel_error"] == pytest.approx(0.22)
+    assert got["by_pair"][0]["truth_trips_per_day"] == 300.0
+    # on published cells only (the targets): the 260 trips Aurillac -> Arpajon
+    cells = got["published_cells"]
+    assert (cells["flows"], cells["flows_within_10pct"]) == (1, 1)
+    assert cells["median_abs_rel_error"] == pytest.approx(0.1)
+    assert cells["truth_trips"] == 260  # the pair is not published on 3 April: its 50 not
     assert score_daily_od(tmp_path / "none", run, "2020-04", WEIGHTS)["skipped"]
 
 
