@@ -149,20 +149,31 @@ def test_mobility_and_expansion_are_published_and_scored(sample_out):
     assert "skipped" in v["daily_od"]  # data_samples/truth has no trips (--no-truth-stays)
 
 
-def test_rerun_replaces_the_month_with_identical_tables(spark, tmp_path):
-    # a small slice (400 users, both months): the rerun's property does not need the
-    # whole sample, and two sample-sized runs of February took 150 s
+SMALL_RERUN = pytest.mark.xdist_group("small_rerun")  # one fixture run, one worker
+
+
+@pytest.fixture(scope="module")
+def small_rerun(spark, tmp_path_factory):
+    """A small slice (400 users, both months) run twice: the second over a copy of the
+    first release holding a stale file, with --keep-work. (The rerun's property does not
+    need the whole sample; two sample-sized runs of February took 150 s.)"""
+    tmp_path = tmp_path_factory.mktemp("rerun")
     events = tmp_path / "events.parquet"
     write_small_events(events)
     args = ["--events", str(events), "--cells", str(SAMPLE / "cells.csv"), "--month", "2020-04"]
     args += ["--baseline-month", "2020-02", "--resolutions", "6,7,8"]
     first, out = tmp_path / "first", tmp_path / "again"
     assert _run(*args, "--out", str(first), "--work-dir", str(tmp_path / "w1")) == 0
-    # the first release, copied, with a file an older run left in it
     shutil.copytree(first / "2020-04", out / "2020-04")
     (out / "2020-04" / "stale-file").write_text("from an older run")
     # the rerun keeps its intermediate tables (--keep-work): the release must not change
     assert _run(*args, "--out", str(out), "--work-dir", str(tmp_path / "w2"), "--keep-work") == 0
+    return tmp_path, events, first, out
+
+
+@SMALL_RERUN
+def test_rerun_replaces_the_month_with_identical_tables(small_rerun):
+    tmp_path, _, first, out = small_rerun
     assert not (out / "2020-04" / "stale-file").exists()
     assert list((tmp_path / "w1").iterdir()) == []  # deleted by default
     (kept,) = (tmp_path / "w2").iterdir()
@@ -172,6 +183,40 @@ def test_rerun_replaces_the_month_with_identical_tables(spark, tmp_path):
     assert {"residents", "residence_shift", "present_population", "od_trips"} <= set(compared)
     assert len(pd.read_parquet(out / "2020-04" / "residents")) > 0
     assert [p.name for p in out.iterdir()] == ["2020-04"]
+
+
+@SMALL_RERUN
+def test_pre_gate_counts_equal_the_duckdb_baseline(small_rerun):
+    """The bench's equality check in make test: its single-machine DuckDB baseline
+    (bench/baseline_duckdb.py) computes the same residents, residence shift and daily
+    present population and OD from the same files as the run's pre-gate counts (kept by
+    --keep-work), so a change to one that the other does not follow fails here, not only
+    in `make bench`."""
+    from bench.baseline_duckdb import Baseline
+    from bench.one_size import SHARED, compare
+    from jobs import stages
+    from jobs.pipeline import STATE_DIR
+    from jobs.pseudonym import pseudonym_key
+    from mobiterra.config import RunConfig
+
+    tmp_path, events, _, _ = small_rerun
+    (kept,) = (tmp_path / "w2").iterdir()
+    cfg = RunConfig(
+        events=events, cells=SAMPLE / "cells.csv", month="2020-04", baseline_month="2020-02",
+        resolutions=[6, 7, 8], out=tmp_path / "again",
+    )  # fmt: skip
+    coverage = stages.stage_coverage(cfg, STATE_DIR / "cache")  # cached by the runs
+    base = Baseline(cfg, events, Path(coverage), pseudonym_key(events), threads=2)
+    try:
+        tables = base.run(set(SHARED))
+    finally:
+        base.close()
+    for table in SHARED:
+        pipe = pq.read_table(kept / f"counts-{table}").to_pandas()
+        if "period" in pipe.columns:
+            pipe = pipe[pipe["period"] == "day"]
+        result = compare(pipe, tables[table], table)
+        assert result["rows_pipeline"] > 0 and result["equal"], (table, result)
 
 
 # --- bad input ---------------------------------------------------------------------------
