@@ -15,11 +15,12 @@ from pathlib import Path
 import h3.api.numpy_int as h3n
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
-from jobs.readers import _first_line, input_format
+from jobs.readers import read_small_table
 from mobiterra import columns as C
 from mobiterra.errors import InputError
+from mobiterra.geo.grid import latlng_to_h3
+from mobiterra.h3tree import parent_np
 
 POPULATION = "population"
 H3_FORM = (C.H3_CELL, POPULATION)
@@ -28,17 +29,7 @@ POINT_FORM = (C.LAT, C.LON, POPULATION)
 
 def read_population(path: Path) -> pd.DataFrame:
     """The reference file as strings (checked by :func:`population_by_h3`)."""
-    path = Path(path)
-    fmt = input_format(path)
-    try:
-        if fmt == "csv":
-            df = pd.read_csv(path, dtype=str, keep_default_na=True)
-        else:
-            df = pq.read_table(path).to_pandas()
-    except Exception as e:  # noqa: BLE001 - any read failure is an unusable input
-        raise InputError(f"{path}: unreadable {fmt} population file ({_first_line(e)})") from None
-    df.columns = [str(c).strip() for c in df.columns]
-    return df
+    return read_small_table(path, "population")
 
 
 def _h3_ids(cells: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -55,17 +46,16 @@ def _h3_ids(cells: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 def _at_resolution(ids: np.ndarray, people: np.ndarray, resolution: int) -> pd.Series:
     """People per cell at ``resolution`` from cells at any resolution."""
-    res = np.array([h3n.get_resolution(int(i)) for i in ids.astype(np.uint64)], dtype=np.int64)
+    res = (ids >> 52) & 0xF  # the resolution bits, as mobiterra.h3cols.h3_resolution
     out_ids, out_people = [], []
     for r in np.unique(res):
         mine = res == r
-        cells, mass = ids[mine].astype(np.uint64), people[mine]
+        mass = people[mine]
         if r >= resolution:
-            parents = [h3n.cell_to_parent(int(c), resolution) for c in cells]
-            out_ids.append(np.array(parents, dtype=np.uint64).astype(np.int64))
+            out_ids.append(parent_np(ids[mine], resolution))
             out_people.append(mass)
         else:
-            kids = [h3n.cell_to_children(int(c), resolution) for c in cells]
+            kids = [h3n.cell_to_children(int(c), resolution) for c in ids[mine].astype(np.uint64)]
             sizes = np.array([len(k) for k in kids])
             # int64 throughout: mixing int64 with uint64 arrays would promote ids to float
             out_ids.append(np.concatenate(kids).astype(np.uint64).astype(np.int64))
@@ -104,8 +94,7 @@ def population_by_h3(raw: pd.DataFrame, resolution: int, path: Path | str) -> pd
         ok = (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
         bad = np.where((bad == "") & ~ok, "lat/lon out of range", bad)
         ids = np.zeros(len(raw), dtype=np.int64)
-        points = zip(lat[ok], lon[ok], strict=True)
-        ids[ok] = [h3n.latlng_to_cell(a, o, resolution) for a, o in points]
+        ids[ok] = latlng_to_h3(lat[ok], lon[ok], resolution)
     wrong = np.flatnonzero(bad != "")
     if len(wrong):
         first = wrong[0]

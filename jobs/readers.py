@@ -120,8 +120,9 @@ def prune_to_days(raw_df: DataFrame, first_day: date, last_day: date) -> DataFra
     return raw_df.filter(day.isNull() | day.between(F.lit(first_day), F.lit(last_day)))
 
 
-def read_cells_pandas(path: Path) -> pd.DataFrame:
-    """The cells table (small) on the driver, all optional columns present."""
+def read_small_table(path: Path, what: str) -> pd.DataFrame:
+    """A small CSV (as strings) or Parquet input on the driver, its column names stripped;
+    an unreadable file is an InputError naming ``what`` it should have been."""
     path = Path(path)
     fmt = input_format(path)
     try:
@@ -130,8 +131,14 @@ def read_cells_pandas(path: Path) -> pd.DataFrame:
         else:
             df = pq.read_table(path).to_pandas()
     except Exception as e:  # noqa: BLE001 - any read failure is an unusable input
-        raise InputError(f"{path}: unreadable {fmt} cells file ({_first_line(e)})") from None
+        raise InputError(f"{path}: unreadable {fmt} {what} file ({_first_line(e)})") from None
     df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def read_cells_pandas(path: Path) -> pd.DataFrame:
+    """The cells table (small) on the driver, all optional columns present."""
+    df = read_small_table(path, "cells")
     require_columns(list(df.columns), schemas.CELLS_REQUIRED, path, "cells")
     for col in schemas.CELLS_OPTIONAL:
         if col not in df.columns:

@@ -70,6 +70,13 @@ def cells_to_communes(
     return out
 
 
+def commune_cells(geom, lat: float, lon: float, resolution: int) -> list[str]:
+    """A commune's H3 cells: those whose centre is inside its polygon, or, for a commune
+    smaller than a cell (or without a polygon), its representative point's cell."""
+    cells = h3.geo_to_cells(geom, resolution) if geom is not None else []
+    return cells or [h3.latlng_to_cell(lat, lon, resolution)]
+
+
 def _build_population_grid(resolution: int, departement: str) -> pd.DataFrame:
     com = communes([departement])
     frames = []
@@ -82,9 +89,7 @@ def _build_population_grid(resolution: int, departement: str) -> pd.DataFrame:
         com["rep_lon"],
         strict=True,
     ):
-        cells = h3.geo_to_cells(geom, resolution) if geom is not None else []
-        if not cells:  # commune smaller than a cell: its representative point's cell
-            cells = [h3.latlng_to_cell(lat, lon, resolution)]
+        cells = commune_cells(geom, lat, lon, resolution)
         ids = np.array([h3.str_to_int(c) for c in cells], dtype=np.uint64).astype(np.int64)
         frames.append(
             pd.DataFrame(

@@ -11,6 +11,7 @@ import pandas as pd
 import shapely
 
 from mobiterra import geo
+from mobiterra.geo.grid import commune_cells
 
 # Mean radius of the Earth in km (IUGG), for distances between nearby points.
 EARTH_RADIUS_KM = 6371.0088
@@ -161,9 +162,7 @@ def population_grid(
     for pop, geom, lat, lon in zip(
         com["population"], com.geometry, com["rep_lat"], com["rep_lon"], strict=True
     ):
-        cells = h3.geo_to_cells(geom, resolution) if geom is not None else []
-        if not cells:  # smaller than a hexagon: its representative point's
-            cells = [h3.latlng_to_cell(lat, lon, resolution)]
+        cells = commune_cells(geom, lat, lon, resolution)  # as INSEE's grid spreads them
         centres = np.array([h3.cell_to_latlng(c) for c in cells])
         minx, miny, maxx, maxy = geom.bounds if geom is not None else (lon, lat, lon, lat)
         sd_lon = max(CENTRAL_SD * (maxx - minx) / 2, 1e-6)
