@@ -20,9 +20,10 @@ from pathlib import Path
 from bench import data as bench_data
 
 SIZES = (1_000_000, 10_000_000, 30_000_000)
-# Stages that do not make the four shared tables (expansion factors, territorial
-# diagnostics, maps and exports, scoring; coverage is a cached lookup, shared as input).
-NOT_SHARED = ("coverage", "expansion", "diagnostics", "report", "validate")
+# Stages that do not make the four shared tables (expansion factors, the daily trips
+# between départements, territorial diagnostics, maps and exports, scoring; coverage is
+# a cached lookup, shared as input).
+NOT_SHARED = ("coverage", "expansion", "od-departements", "diagnostics", "report", "validate")
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 
 

@@ -150,7 +150,8 @@ def sensitivity(table: str, max_contributions: int) -> int:
     present_population with at most c stays a day: an hour or a day touches the c stays
     of its day plus the one in progress since the day before (c + 1); a night (22:00-06:00)
     touches two days' stays (2c + 1). od_trips with at most c trips a day by departure:
-    a day holds c, a night's departures fall on two days (2c).
+    a day holds c, a night's departures fall on two days (2c). od_departements (days
+    only): c.
     """
     c = max_contributions
     bounds = {
@@ -159,6 +160,7 @@ def sensitivity(table: str, max_contributions: int) -> int:
         "od_home_work": 1,
         "present_population": 2 * c + 1,
         "od_trips": 2 * c,
+        "od_departements": c,
     }
     if table not in bounds:
         raise ValueError(f"no contribution bound for table {table!r}; known: {sorted(bounds)}")

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from pyspark.sql import SparkSession
 
 import mobiterra
-from jobs import diagnostics, stages, stages_mobility
+from jobs import diagnostics, od_departements, stages, stages_mobility
 from jobs.population import population_by_h3, read_population
 from jobs.pseudonym import pseudonym_key
 from jobs.readers import check_events, read_cells_pandas
@@ -211,6 +211,12 @@ def run_month(cfg: RunConfig, call: Call, progress: Progress) -> tuple[Path, dic
             )  # fmt: skip
             tables.update(mobility_tables)
             st.rows = sum(t["rows_published"] for t in mobility_tables.values())
+        with progress.stage("od-departements") as st:
+            tables[od_departements.TABLE] = call(
+                "od-departements", od_departements.stage_od_departements, cfg, stays_path,
+                staging, work,
+            )  # fmt: skip
+            st.rows = tables[od_departements.TABLE]["rows_published"]
         with progress.stage("diagnostics") as st:
             tables["diagnostics"] = call(
                 "diagnostics", diagnostics.stage_diagnostics, cfg, homes_path,

@@ -4,8 +4,8 @@ Written independently of the gate (it only sees what a planner downloads) so the
 check the gate's promises, not its code. Every function returns the leaks it found as
 a DataFrame (empty = nothing found); :func:`attack_month` runs all of them on a month
 folder of Parquet tables (``residents/``, ``residence_shift/``, ``present_population/``,
-``od_trips/``, ``od_home_work/``), optionally with the baseline month's folder for
-cross-release attacks.
+``od_trips/``, ``od_home_work/``, ``od_departements/``), optionally with the baseline
+month's folder for cross-release attacks.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ TABLES = {
     "present_population": ((C.H3_CELL,), (C.USERS, C.USERS_EST)),
     "od_trips": ((C.ORIGIN_CELL, C.DESTINATION_CELL), (C.USERS, C.TRIPS)),
     "od_home_work": ((C.ORIGIN_CELL, C.DESTINATION_CELL), (C.USERS, C.TRIPS)),
+    "od_departements": ((), (C.USERS, C.TRIPS)),  # no H3 cell, no resolution
 }
 _PERIOD = (C.PERIOD_START, C.PERIOD)
 
@@ -112,6 +113,45 @@ def margin_leaks(
     return pd.concat(leaks, ignore_index=True)
 
 
+def departement_leaks(
+    od_departements: pd.DataFrame, od_trips: pd.DataFrame, departement_of, k: int
+) -> pd.DataFrame:
+    """(f) A day's trips between two départements minus that day's od_trips pairs lying in
+    them (the maximal ones: no published ancestor pair lying in them too): trips left in
+    [1, k) were made by fewer than k users. ``departement_of``: int64 H3 cells -> their
+    département codes (public geography; None where unknown)."""
+    od = as_int_cells(od_trips[od_trips[C.PERIOD] == "day"], (C.ORIGIN_CELL, C.DESTINATION_CELL))
+    od = od.assign(
+        _o=list(departement_of(od[C.ORIGIN_CELL].to_numpy())),
+        _d=list(departement_of(od[C.DESTINATION_CELL].to_numpy())),
+    )
+    od = od[od["_o"].notna() & od["_d"].notna()].reset_index(drop=True)
+    group = [C.PERIOD_START, C.PERIOD, "_o", "_d"]
+    nearest, _ = nearest_ancestor(od, (C.ORIGIN_CELL, C.DESTINATION_CELL), group)
+    inside = (
+        od[nearest.to_numpy() < 0]
+        .groupby(["_o", "_d", C.PERIOD_START])[C.TRIPS]
+        .sum()
+        .rename("_inside")
+        .reset_index()
+        .rename(columns={"_o": C.ORIGIN_CODE, "_d": C.DESTINATION_CODE})
+    )
+    rows = od_departements.merge(
+        inside, on=[C.ORIGIN_CODE, C.DESTINATION_CODE, C.PERIOD_START], how="left"
+    ).fillna({"_inside": 0})
+    diff = rows[C.TRIPS] - rows["_inside"]
+    return rows[(diff >= 1) & (diff < k)].assign(_difference=diff)
+
+
+def departements_by_geography(cells) -> list:
+    """Département code of each int64 H3 cell by its commune (the attacker's geography)."""
+    from mobiterra import degurba
+
+    commune = degurba.commune_of_cells(cells)
+    communes = degurba.commune_classes().set_index("commune_code")["departement_code"]
+    return commune.reindex(cells).map(communes).tolist()
+
+
 _TOKEN = re.compile(rb"[0-9A-Za-z_-]+")  # the characters ids are made of
 
 
@@ -162,12 +202,19 @@ def read_month(month_dir: Path) -> dict[str, pd.DataFrame]:
 
 
 def attack_month(month_dir: Path, k: int, baseline_dir: Path | None = None) -> dict[str, int]:
-    """Run (a)-(d) on a month folder; {attack: leaks found} (all zero = the gate held)."""
+    """Run (a)-(f) on a month folder; {attack: leaks found} (all zero = the gate held)."""
     tables = read_month(month_dir)
     found = {}
     for name, df in tables.items():
         found[f"{name}:small_values"] = len(small_values(df, name, k))
-        found[f"{name}:hierarchy"] = len(hierarchy_leaks(df, name, k))
+        if C.RESOLUTION in df.columns:
+            found[f"{name}:hierarchy"] = len(hierarchy_leaks(df, name, k))
+    if "od_departements" in tables and "od_trips" in tables:
+        found["departements-vs-od-trips"] = len(
+            departement_leaks(
+                tables["od_departements"], tables["od_trips"], departements_by_geography, k
+            )
+        )
     if "residents" in tables and "residence_shift" in tables:
         found["residents-vs-shift"] = len(
             margin_leaks(

@@ -52,6 +52,11 @@ USERS_EST = "users_est"
 TRIPS = "trips"
 PERIOD_START = "period_start"
 PERIOD = "period"
+# daily trips between départements (jobs.od_departements)
+ORIGIN_CODE = "origin_code"  # INSEE code of the origin's département
+DESTINATION_CODE = "destination_code"
+ORIGIN_NAME = "origin_name"
+DESTINATION_NAME = "destination_name"
 # expansion factors (jobs.expansion)
 DEPARTEMENT_CODE = "departement_code"
 CALIBRATION_MONTH = "calibration_month"  # month whose residents calibrate the factors

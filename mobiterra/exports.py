@@ -121,9 +121,29 @@ def departement_geodataframe(df: pd.DataFrame) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(df, geometry=df["departement_code"].map(outlines).tolist(), crs=CRS)
 
 
+def departement_flows_geodataframe(df: pd.DataFrame) -> gpd.GeoDataFrame:
+    """od_departements rows: a straight line between the two départements (their
+    representative points), the département's outline for trips inside one."""
+    from mobiterra.geo import departements
+
+    deps = departements(metropolitan=False).set_index("departement_code").geometry
+    pts = deps.representative_point()
+    o, d = df[C.ORIGIN_CODE], df[C.DESTINATION_CODE]
+    geom = [
+        deps.get(a) if a == b else _line(pts.get(a), pts.get(b)) for a, b in zip(o, d, strict=True)
+    ]
+    return gpd.GeoDataFrame(df, geometry=geom, crs=CRS)
+
+
+def _line(a, b):
+    return None if a is None or b is None else shapely.LineString([a, b])
+
+
 def to_geodataframe(name: str, df: pd.DataFrame) -> gpd.GeoDataFrame:
     if name == "diagnostics":
         return diagnostics_geodataframe(df)
+    if name == "od_departements":
+        return departement_flows_geodataframe(df)
     if C.H3_CELL not in df and C.ORIGIN_CELL not in df and "departement_code" in df:
         return departement_geodataframe(df)
     return h3_geodataframe(df)
@@ -134,6 +154,10 @@ def layers(name: str, gdf: gpd.GeoDataFrame) -> dict[str, gpd.GeoDataFrame]:
     per diagnostics unit and kind (flows apart from territories)."""
     if C.RESOLUTION in gdf:
         return {f"{name}_r{r}": part for r, part in gdf.groupby(C.RESOLUTION, sort=True)}
+    if name == "od_departements":  # one geometry type per layer
+        within = (gdf[C.ORIGIN_CODE] == gdf[C.DESTINATION_CODE]).to_numpy()
+        parts = {f"{name}_within": gdf[within], f"{name}_between": gdf[~within]}
+        return {layer: part for layer, part in parts.items() if len(part)}
     if "unit" not in gdf:
         return {name: gdf} if len(gdf) else {}
     keyed = gdf.assign(_layer=gdf["unit"] + np.where(gdf["kind"] == "flow", "_flows", ""))

@@ -141,6 +141,20 @@ OD_TRIPS = T.StructType(
     ]
 )
 
+# Daily trips between départements (jobs.od_departements; its own gate, no H3 column).
+OD_DEPARTEMENTS = T.StructType(
+    [
+        T.StructField(C.ORIGIN_CODE, T.StringType(), False),
+        T.StructField(C.ORIGIN_NAME, T.StringType(), True),
+        T.StructField(C.DESTINATION_CODE, T.StringType(), False),
+        T.StructField(C.DESTINATION_NAME, T.StringType(), True),
+        T.StructField(C.PERIOD_START, T.TimestampType(), False),
+        T.StructField(C.PERIOD, T.StringType(), False),
+        T.StructField(C.TRIPS, T.LongType(), False),
+        T.StructField(C.USERS, T.LongType(), False),
+    ]
+)
+
 # Expansion factors per département (no subscriber count: a factor is published only
 # where it rests on at least max(min_residents, k) detected residents).
 EXPANSION = T.StructType(

@@ -352,6 +352,10 @@ def run_cli(args: argparse.Namespace) -> int:
         within, median = od["flows_within_10pct"], od["median_abs_rel_error"]
         print(f"daily OD flows >= {od['min_truth_users']} users: {within}/{od['flows']} within")
         print(f"  10 %, median |error| {median:.1%}")
+        dep = od.get("departements", {})
+        if dep.get("flows"):
+            print(f"  od_departements: {dep['flows_within_10pct']}/{dep['flows']} within 10 %,")
+            print(f"  median |error| {dep['median_abs_rel_error']:.1%}")
     uncovered = result["suppression"]["share_not_covered"]
     print(f"share of truth residents not covered (suppressed): {uncovered}")
     print("checks:", json.dumps(result["checks"]))

@@ -185,6 +185,7 @@ def score_daily_od(
             **_flow_scores(in_pairs.reindex(flows.index).fillna(0), got),
         }
     return {
+        "departements": score_departement_table(run, month, flows["trips"]),
         "truth": "observable_trips" if observable else "all_trips",
         "min_time_stay_s": params.min_time_stay_s,
         "same_place_resolution": params.same_place_resolution,
@@ -194,6 +195,20 @@ def score_daily_od(
         **_flow_scores(flows["trips"], got),
         "published_cells": published_cells,
     }
+
+
+def score_departement_table(run: Path, month: str, truth_trips: pd.Series) -> dict:
+    """The same flows scored on ``od_departements`` (daily trips between départements, one
+    published number per flow; jobs.od_departements). A flow the table suppressed counts
+    as 0 trips; ``flows_published`` says how many were published."""
+    table = _read(run / "od_departements")
+    if table is None:
+        return {"skipped": "no od_departements in the run"}
+    table = table.assign(day=_local_day(table["period_start"]))
+    table = table[(table["period"] == "day") & table["day"].str.startswith(month)]
+    got = table.set_index(["origin_code", "destination_code", "day"])["trips"]
+    published = int(truth_trips.index.isin(got.index).sum())
+    return {"flows_published": published, **_flow_scores(truth_trips, got.astype(float))}
 
 
 def in_published_pairs(trips: pd.DataFrame, day: pd.DataFrame) -> np.ndarray:
@@ -342,6 +357,10 @@ def mobility_scores(
         "daily_od_published_cells_within_10pct": None
         if not od.get("published_cells", {}).get("flows")
         else od["published_cells"]["flows_within_10pct"] == od["published_cells"]["flows"],
+        # one published number per flow: the od_departements table
+        "daily_od_departements_within_10pct": None
+        if not od.get("departements", {}).get("flows")
+        else od["departements"]["flows_within_10pct"] == od["departements"]["flows"],
         "expansion_within_5pct_of_truth": within(exp_rows, "rel_error_truth",
                                                  EXPANSION_TOLERANCE),
         "expansion_within_5pct_of_reference": within(exp_rows, "rel_error_reference",

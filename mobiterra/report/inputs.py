@@ -24,6 +24,7 @@ TABLES = (
     "present_population",
     "od_trips",
     "od_home_work",
+    "od_departements",
     "diagnostics",
     "expansion",
 )

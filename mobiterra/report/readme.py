@@ -184,6 +184,24 @@ users of one operator (subscribers), not inhabitants, except the expanded `*_est
 """,
 }
 
+# Where a column means something else in one table (the diagnostics' origin_code is a
+# territory of residence; od_departements' is a trip's origin).
+TABLE_COLUMNS: dict[str, dict[str, tuple[str, str, str]]] = {
+    "od_departements": {
+        "origin_code": ("", "département d'origine du trajet (code INSEE)",
+                        "département the trip starts in (INSEE code)"),
+        "origin_name": ("", "nom du département d'origine", "name of the origin département"),
+        "destination_code": ("", "département d'arrivée du trajet (code INSEE)",
+                             "département the trip ends in (INSEE code)"),
+        "destination_name": ("", "nom du département d'arrivée",
+                             "name of the destination département"),
+        "trips": ("trajets", "trajets partis ce jour-là (heure locale)",
+                  "trips that left on that local day"),
+        "users": ("usagers", "usagers distincts ayant fait ces trajets",
+                  "distinct users who made those trips"),
+    },
+}  # fmt: skip
+
 TABLE_TITLES = {
     "residents": ("Résidents par hexagone", "Residents per hexagon"),
     "residence_shift": (
@@ -198,6 +216,10 @@ TABLE_TITLES = {
     "od_home_work": (
         "Domicile → lieu de travail (période month)",
         "Home -> daytime anchor (work), period month",
+    ),
+    "od_departements": (
+        "Trajets quotidiens entre départements",
+        "Daily trips between départements",
     ),
     "diagnostics": ("Diagnostics territoriaux", "Territorial diagnostics"),
     "expansion": (
@@ -235,7 +257,9 @@ def readme_text(tables: dict[str, pd.DataFrame], k: int, lang: str, month: str =
             if _has_place(df, c)
         ]
         for col in [*df.columns, *extra]:
-            unit, fr_text, en_text = COLUMNS.get(col, ("", "", ""))
+            unit, fr_text, en_text = TABLE_COLUMNS.get(name, {}).get(col) or COLUMNS.get(
+                col, ("", "", "")
+            )
             parts.append(f"| `{col}` | {unit} | {fr_text if fr else en_text} |")
     return "\n".join(parts) + "\n"
 
