@@ -17,7 +17,8 @@ Same rules as the jobs, written independently:
   xxhash64 in numpy, bench/sparkhash.py, once per user with a home);
 - stays and trips (jobs.stays): segments per user over time (new place at the
   same-place resolution, or a silence > max missing), short segments between two of one
-  other place dropped, neighbours at one place merged, then stays shorter than min stay
+  other place dropped (and handovers: at most handover_max_events events on the mast of
+  the segments around), neighbours at one place merged, then stays shorter than min stay
   dropped and neighbours merged again, trips between consecutive stays at different places;
 - present population per local day (jobs.presence): a stay covers the UTC hour slots from
   its first to its last event; a user is present on a local day in a cell when one of
@@ -160,11 +161,24 @@ class Baseline:
             "coverage",
             f"""
             CREATE OR REPLACE TEMP TABLE cov AS SELECT * FROM read_parquet('{self.coverage}');
+            CREATE OR REPLACE TEMP TABLE sites AS  -- jobs.stays.cell_sites
+            SELECT cell_id, first(site ORDER BY valid_from DESC NULLS LAST, lat DESC, lon DESC)
+                   AS site
+            FROM (
+              SELECT nullif(trim(cell_id), '') AS cell_id, valid_from, lat, lon,
+                     CAST(floor((lat + 90.0) * 1e5 + 0.5) AS BIGINT) * 40000000
+                     + CAST(floor((lon + 180.0) * 1e5 + 0.5) AS BIGINT) AS site
+              FROM (SELECT cell_id, valid_from, try_cast(lat AS DOUBLE) AS lat,
+                           try_cast(lon AS DOUBLE) AS lon
+                    FROM read_csv('{self.cfg.cells}', all_varchar = true, header = true))
+              WHERE isfinite(lat) AND isfinite(lon))
+            WHERE cell_id IS NOT NULL GROUP BY cell_id;
             CREATE OR REPLACE TEMP TABLE main_cov AS
-            SELECT cell_id, valid_from, valid_to, h3_id AS place FROM (
-              SELECT *, row_number() OVER (PARTITION BY cell_id, valid_from, valid_to
-                                           ORDER BY weight DESC, h3_id) AS rk FROM cov)
-            WHERE rk = 1;
+            SELECT m.*, s.site FROM (
+              SELECT cell_id, valid_from, valid_to, h3_id AS place FROM (
+                SELECT *, row_number() OVER (PARTITION BY cell_id, valid_from, valid_to
+                                             ORDER BY weight DESC, h3_id) AS rk FROM cov)
+              WHERE rk = 1) m LEFT JOIN sites s USING (cell_id);
             CREATE OR REPLACE TEMP TABLE cum_cov AS
             SELECT cell_id, valid_from, valid_to, h3_id,
                    hi - weight / total AS lo,
@@ -281,6 +295,7 @@ class Baseline:
     def stays(self) -> None:
         s = self.cfg.stays
         gap, sp = s.max_time_missing_stay_s, s.same_place_resolution
+        handover = s.handover_max_events
         secs = "(epoch_us({}) // 1000000)"
         dur = f"({secs.format('stay_end')} - {secs.format('stay_start')})"
 
@@ -309,7 +324,8 @@ class Baseline:
             f"""
             CREATE OR REPLACE TEMP TABLE stays AS
             WITH located AS (
-              SELECT e.user_id, e.ts, p.place AS h3, {parent_sql("p.place", str(sp))} AS pl
+              SELECT e.user_id, e.ts, p.place AS h3, {parent_sql("p.place", str(sp))} AS pl,
+                     p.site
               FROM events e {self._located()} WHERE e.mon = 'm'
             ), flagged AS (
               SELECT *, CASE WHEN lag(pl) OVER w IS NULL OR pl <> lag(pl) OVER w
@@ -323,12 +339,22 @@ class Baseline:
             ), per_cell AS (
               SELECT user_id, seg, h3, count(*) AS n, min(ts) AS t0, max(ts) AS t1
               FROM segmented GROUP BY ALL
+            ), per_site AS (
+              SELECT user_id, seg, site, count(*) AS n
+              FROM segmented WHERE site IS NOT NULL GROUP BY ALL
+            ), seg_sites AS (
+              SELECT user_id, seg, first(site ORDER BY n DESC, site) AS site
+              FROM per_site GROUP BY user_id, seg
             ), segs AS (
-              SELECT user_id, first(h3 ORDER BY n DESC, h3) AS stay_h3,
-                     min(t0) AS stay_start, max(t1) AS stay_end
-              FROM per_cell GROUP BY user_id, seg
+              SELECT c.*, ss.site FROM (
+                SELECT user_id, seg, first(h3 ORDER BY n DESC, h3) AS stay_h3,
+                       min(t0) AS stay_start, max(t1) AS stay_end, sum(n) AS ev_n
+                FROM per_cell GROUP BY user_id, seg) c
+              LEFT JOIN seg_sites ss USING (user_id, seg)
             ), sandwich AS (  -- jobs.stays.filter_sandwiched_passes
-              SELECT *, coalesce({dur} < {s.min_time_stay_s}
+              SELECT *, coalesce(({dur} < {s.min_time_stay_s} OR ({handover} > 0
+                                   AND ev_n <= {handover} AND site = lag(site) OVER w
+                                   AND site = lead(site) OVER w))
                                  AND lag(spl) OVER w = lead(spl) OVER w
                                  AND spl <> lag(spl) OVER w, false) AS sw
               FROM (SELECT *, {parent_sql("stay_h3", str(sp))} AS spl FROM segs)

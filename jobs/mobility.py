@@ -17,13 +17,15 @@ def mobility_counts(
     cfg: RunConfig,
     month: str | None = None,
     stays_df: DataFrame | None = None,
+    sites_df: DataFrame | None = None,
 ) -> dict[str, DataFrame]:
     """Count frames for the gate: present_population, od_trips, od_home_work.
 
     ``events_df``: accepted events (ACCEPTED_EVENTS) of the month; ``coverage_df``: the
     COVERAGE table; ``homes_df``: HOMES of the month; ``month`` defaults to ``cfg.month``.
     ``stays_df`` (schema STAYS) skips the segmentation when the caller has materialized
-    ``stays.stays_from_events`` once (it feeds two tables; lazily it is computed twice).
+    ``stays.stays_from_events`` once (it feeds two tables; lazily it is computed twice);
+    else ``sites_df`` (stays.cell_sites) gives the segmentation its antenna masts.
 
     Cells are int64; present_population has (resolution, h3_cell, period_start, period,
     users); od_trips and od_home_work have (resolution, origin_cell, destination_cell,
@@ -35,7 +37,9 @@ def mobility_counts(
     start, end = month_bounds_utc(month, cfg.timezone, tail_hours=0)
     first, last = month.first_day, month.next_first_day - timedelta(days=1)
     if stays_df is None:
-        stays_df = stays.stays_from_events(events_df, coverage_df, cfg.stays, cfg.timezone)
+        stays_df = stays.stays_from_events(
+            events_df, coverage_df, cfg.stays, cfg.timezone, sites_df
+        )
     trips_df = stays.trips_from_stays(stays_df, cfg.stays.same_place_resolution)
     if cfg.privacy.noise != "none":
         # bounded contributions before counting (jobs.noise.sensitivity); trips are made

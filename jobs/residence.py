@@ -26,8 +26,10 @@ def with_coverage(events_df: DataFrame, coverage_df: DataFrame) -> DataFrame:
     The coverage table is small and broadcast; validity is checked on the local day.
     """
     day = F.to_date(F.col(LOCAL_TS))
+    known = (C.CELL_ID, C.VALID_FROM, C.VALID_TO, C.H3_ID, C.WEIGHT)
+    extra = [c for c in coverage_df.columns if c not in known]  # e.g. stays' antenna site
     cov_df = coverage_df.select(
-        F.col(C.CELL_ID).alias("_cid"), C.VALID_FROM, C.VALID_TO, C.H3_ID, C.WEIGHT
+        F.col(C.CELL_ID).alias("_cid"), C.VALID_FROM, C.VALID_TO, C.H3_ID, C.WEIGHT, *extra
     )
     active = (
         (F.col(C.CELL_ID) == F.col("_cid"))

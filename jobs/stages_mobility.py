@@ -14,6 +14,7 @@ from pyspark.sql import types as T
 
 from jobs import expansion, gate, mobility, stays
 from jobs.periods import MONTH
+from jobs.readers import read_cells_pandas
 from jobs.stages import _publish_table, materialize
 from mobiterra import columns as C
 from mobiterra import schemas
@@ -36,10 +37,22 @@ def stage_stays(
     Materialized once: present population and trips both start from them.
     """
     stays_df = stays.stays_from_events(
-        spark.read.parquet(events_path), spark.read.parquet(coverage_path), cfg.stays, cfg.timezone
+        spark.read.parquet(events_path),
+        spark.read.parquet(coverage_path),
+        cfg.stays,
+        cfg.timezone,
+        sites_frame(spark, cfg),
     )
     path = Path(work) / f"stays-{month}"
     return str(path), materialize(spark, stays_df, path).count()
+
+
+def sites_frame(spark: SparkSession, cfg: RunConfig):
+    """The antenna masts of ``cfg.cells`` (stays.cell_sites) as a small DataFrame, for the
+    handover rule of the stays; None without a cells table."""
+    if cfg.cells is None:
+        return None
+    return spark.createDataFrame(stays.cell_sites(read_cells_pandas(cfg.cells)))
 
 
 def stage_expansion(

@@ -13,6 +13,8 @@ can do: an event's place is its antenna cell's *main* H3 cell (highest coverage 
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -22,6 +24,8 @@ from mobiterra.config import StayParams
 from mobiterra.h3cols import h3_parent
 
 SEGMENT = "_segment"
+SITE = "_site"  # an event's antenna mast (int64, cell_sites), when known
+EVENTS = "_events"  # events in a segment
 
 
 def main_coverage(coverage_df: DataFrame) -> DataFrame:
@@ -40,16 +44,59 @@ def main_coverage(coverage_df: DataFrame) -> DataFrame:
     )
 
 
-def with_main_cell(events_df: DataFrame, coverage_df: DataFrame, timezone: str) -> DataFrame:
+def with_main_cell(
+    events_df: DataFrame,
+    coverage_df: DataFrame,
+    timezone: str,
+    sites_df: DataFrame | None = None,
+) -> DataFrame:
     """(user_key, timestamp, h3_id): each event placed at its antenna cell's main H3 cell.
 
-    Events of antenna cells unknown to (or inactive in) the coverage table are dropped.
+    With ``sites_df`` (cell_id, site: one row per antenna cell, :func:`cell_sites`) the
+    events also carry their antenna's ``site``. Events of antenna cells unknown to (or
+    inactive in) the coverage table are dropped.
     """
+    main_df = main_coverage(coverage_df)
+    cols = [C.USER_KEY, C.TIMESTAMP, C.H3_ID]
+    if sites_df is not None:
+        main_df = main_df.join(F.broadcast(sites_df.select(C.CELL_ID, SITE)), C.CELL_ID, "left")
+        cols.append(SITE)
     return (
         events_df.transform(with_local_time, timezone)
-        .transform(with_coverage, main_coverage(coverage_df))
-        .select(C.USER_KEY, C.TIMESTAMP, C.H3_ID)
+        .transform(with_coverage, main_df)
+        .select(*cols)
     )
+
+
+def cell_sites(cells: pd.DataFrame) -> pd.DataFrame:
+    """``cell_id``, ``_site`` (int64: its antenna mast's position to ~1 m) of each antenna
+    cell of the cells table. Sectors of one mast share a site. A cell id listed at several
+    positions keeps that of its latest ``valid_from`` (then highest lat, lon)."""
+    rows = pd.DataFrame(
+        {
+            C.CELL_ID: cells[C.CELL_ID].astype("string").str.strip(),
+            "_from": cells[C.VALID_FROM].astype("string") if C.VALID_FROM in cells else None,
+            C.LAT: pd.to_numeric(cells[C.LAT], errors="coerce"),
+            C.LON: pd.to_numeric(cells[C.LON], errors="coerce"),
+        }
+    )
+    rows = rows[np.isfinite(rows[C.LAT]) & np.isfinite(rows[C.LON]) & rows[C.CELL_ID].notna()]
+    rows = rows.sort_values([C.CELL_ID, "_from", C.LAT, C.LON], na_position="first", kind="stable")
+    last = rows.drop_duplicates(C.CELL_ID, keep="last")
+    return pd.DataFrame(
+        {
+            C.CELL_ID: last[C.CELL_ID].astype(str).to_numpy(),
+            SITE: site_code(last[C.LAT].to_numpy(float), last[C.LON].to_numpy(float)),
+        }
+    )
+
+
+def site_code(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """One int64 per position rounded to 1e-5 degree (bench/baseline_duckdb.py: same
+    formula): floor((lat + 90) * 1e5 + 0.5) * 4e7 + floor((lon + 180) * 1e5 + 0.5)."""
+    lat5 = np.floor((lat + 90.0) * 1e5 + 0.5).astype(np.int64)
+    lon5 = np.floor((lon + 180.0) * 1e5 + 0.5).astype(np.int64)
+    return lat5 * np.int64(40_000_000) + lon5
 
 
 def _place(cell: str, same_place_resolution: int):
@@ -92,19 +139,30 @@ def collapse_segments(segmented_df: DataFrame) -> DataFrame:
     The segment's cell is its most frequent finest cell (lowest id on ties): ping-pong
     between neighbouring antennas inside one place keeps the dominant hexagon.
     """
+    extra = []
+    if SITE in segmented_df.columns:  # for the handover rule (filter_sandwiched_passes)
+        extra = [
+            F.count(F.lit(1)).alias(EVENTS),
+            F.mode(SITE, deterministic=True).alias(SITE),
+        ]
     return (
         segmented_df.groupBy(C.USER_KEY, SEGMENT)
         .agg(
             F.mode(C.H3_ID, deterministic=True).alias(C.STAY_H3),
             F.min(C.TIMESTAMP).alias(C.STAY_START),
             F.max(C.TIMESTAMP).alias(C.STAY_END),
+            *extra,
         )
-        .select(C.USER_KEY, C.STAY_H3, C.STAY_START, C.STAY_END)
-    )
+        .select(C.USER_KEY, C.STAY_H3, C.STAY_START, C.STAY_END, *[e for e in (EVENTS, SITE)
+                                                                   if extra])
+    )  # fmt: skip
 
 
 def filter_sandwiched_passes(
-    segments_df: DataFrame, min_time_stay_s: int, same_place_resolution: int
+    segments_df: DataFrame,
+    min_time_stay_s: int,
+    same_place_resolution: int,
+    handover_max_events: int = 0,
 ) -> DataFrame:
     """Drop passes (segments shorter than ``min_time_stay_s``) between two segments of one
     other place, so that those two can merge even when one of them is short itself.
@@ -114,12 +172,25 @@ def filter_sandwiched_passes(
     night: one location update before 22:00, one after 06:00) dropping every short
     segment first lost that half, and with it the user's whole night. Dropping only the
     sandwiched pass keeps the evening event with the morning's stay.
+
+    Handovers (``handover_max_events`` > 0 and segments carrying ``_site`` and
+    ``_events``, collapse_segments): a segment of at most that many events on another
+    sector of the mast of the segments around it is dropped too, however long it lasts.
+    A phone that does not move is handed to the neighbouring sector now and then; two such
+    events three hours apart in a quiet night or a lockdown Sunday made a "stay" of their
+    own and two false trips.
     """
     order = [F.col(C.STAY_START).asc(), F.col(C.STAY_H3).asc()]
     around = Window.partitionBy(C.USER_KEY).orderBy(*order)  # lag/lead: fixed frames
     place = _place(C.STAY_H3, same_place_resolution)
     before, after = F.lag(place).over(around), F.lead(place).over(around)
-    sandwiched = (_duration_s() < min_time_stay_s) & (before == after) & (place != before)
+    passing = _duration_s() < min_time_stay_s
+    if handover_max_events > 0 and {SITE, EVENTS} <= set(segments_df.columns):
+        same_mast = (F.col(SITE) == F.lag(SITE).over(around)) & (
+            F.col(SITE) == F.lead(SITE).over(around)
+        )
+        passing = passing | ((F.col(EVENTS) <= handover_max_events) & same_mast)
+    sandwiched = passing & (before == after) & (place != before)
     # In an alternating run of short segments (B | a | b | A: a and b both sandwiched)
     # only the last goes, so that the other (a) joins the stay after it (A).
     next_sandwiched = F.lead("_sandwiched").over(around)
@@ -127,7 +198,7 @@ def filter_sandwiched_passes(
         segments_df.withColumn("_sandwiched", F.coalesce(sandwiched, F.lit(False)))
         .withColumn("_drop", F.col("_sandwiched") & ~F.coalesce(next_sandwiched, F.lit(False)))
         .filter(~F.col("_drop"))
-        .drop("_sandwiched", "_drop")
+        .drop("_sandwiched", "_drop", EVENTS, SITE)
     )
 
 
@@ -174,7 +245,9 @@ def stays_from_located(located_df: DataFrame, params: StayParams) -> DataFrame:
     return (
         located_df.transform(with_segment_ids, gap_s, place_res)
         .transform(collapse_segments)
-        .transform(filter_sandwiched_passes, params.min_time_stay_s, place_res)
+        .transform(
+            filter_sandwiched_passes, params.min_time_stay_s, place_res, params.handover_max_events
+        )
         .transform(merge_stays, gap_s, place_res)
         .transform(filter_short_stays, params.min_time_stay_s)
         .transform(merge_stays, gap_s, place_res)
@@ -182,10 +255,16 @@ def stays_from_located(located_df: DataFrame, params: StayParams) -> DataFrame:
 
 
 def stays_from_events(
-    events_df: DataFrame, coverage_df: DataFrame, params: StayParams, timezone: str
+    events_df: DataFrame,
+    coverage_df: DataFrame,
+    params: StayParams,
+    timezone: str,
+    sites_df: DataFrame | None = None,
 ) -> DataFrame:
-    """Accepted events (user_key, timestamp, cell_id) -> stays (schema STAYS)."""
-    return events_df.transform(with_main_cell, coverage_df, timezone).transform(
+    """Accepted events (user_key, timestamp, cell_id) -> stays (schema STAYS).
+
+    ``sites_df`` (:func:`cell_sites`): the antenna masts, for the handover rule."""
+    return events_df.transform(with_main_cell, coverage_df, timezone, sites_df).transform(
         stays_from_located, params
     )
 

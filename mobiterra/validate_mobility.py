@@ -250,9 +250,13 @@ def _flow_scores(truth_trips: pd.Series, got: pd.Series) -> dict:
                           "truth_trips_per_day": round(float(r["truth_trips"]), 1),
                           "published_trips_per_day": round(float(r["published_trips"]), 1),
                           "rel_error": _rel(r["published_trips"], r["truth_trips"])})  # fmt: skip
+    outside = [r for r in rows if r["rel_error"] is None or abs(r["rel_error"]) > OD_TOLERANCE]
     return {
         "flows": len(rows),
         "flows_within_10pct": int((errors <= OD_TOLERANCE).sum()),
+        "flows_outside_10pct": sorted(
+            outside, key=lambda r: (r["origin"], r["destination"], r["day"])
+        ),  # fmt: skip
         "median_abs_rel_error": round(float(np.median(errors)), 4) if len(errors) else None,
         "p90_abs_rel_error": round(float(np.quantile(errors, 0.9)), 4) if len(errors) else None,
         "by_pair": pairs,

@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import h3
+import numpy as np
+import pandas as pd
 from pyspark.sql import functions as F
 
+from jobs import stays
 from jobs.stays import stays_from_located, trips_from_stays, with_main_cell
 from mobiterra import columns as C
 from mobiterra import schemas
@@ -162,3 +165,65 @@ def test_events_take_the_main_hexagon_of_their_antenna_cell(spark):
         .collect()
     )
     assert got == [("2024-01-16 08:00", B), ("2024-01-16 09:00", min(A, A2))]
+
+
+# C: a hexagon of the res-7 cell next to A's: another place, a few hundred metres away
+C_NEAR = h3.str_to_int(
+    h3.cell_to_center_child(
+        sorted(set(h3.grid_disk(h3.cell_to_parent(h3.int_to_str(A), 7), 1)) - {
+            h3.cell_to_parent(h3.int_to_str(A), 7)})[0], 8)
+)  # fmt: skip
+LOCATED_SITES = "user_key string, timestamp timestamp, h3_id long, _site long"
+
+
+def stays_with_sites(spark, rows, params):
+    located_df = spark.createDataFrame([(u, ts(t), c, s) for u, t, c, s in rows], LOCATED_SITES)
+    return stays_from_located(located_df, params)
+
+
+def test_a_handover_to_the_next_sector_of_the_mast_is_not_a_stay(spark):
+    """A phone at home on sector 1 of mast 1 (hexagon A), handed twice to sector 2 (its
+    main hexagon C is another place) three hours apart: no stay, no trip. Three events
+    there are a visit; two events on another mast are a stay too."""
+    params = PARAMS.model_copy(update={"max_time_missing_stay_s": 12 * 3600})
+    home = [("u1", "2024-01-16 00:00", A, 1), ("u1", "2024-01-16 03:00", A, 1)]
+    home += [("u1", "2024-01-16 09:00", A, 1), ("u1", "2024-01-16 12:00", A, 1)]
+    handed = [("u1", "2024-01-16 05:00", C_NEAR, 1), ("u1", "2024-01-16 08:00", C_NEAR, 1)]
+    assert collected(stays_with_sites(spark, home + handed, params)) == [
+        ("u1", A, "2024-01-16 00:00", "2024-01-16 12:00")
+    ]
+    # the rule off: the two handovers make a stay of three hours and two trips
+    off = stays_with_sites(spark, home + handed, params.model_copy(
+        update={"handover_max_events": 0}))  # fmt: skip
+    assert sorted(r[1] for r in collected(off)) == sorted([A, A, C_NEAR])
+    assert trips_from_stays(off, 7).count() == 2
+    visit = handed + [("u1", "2024-01-16 06:30", C_NEAR, 1)]
+    got = sorted(r[1] for r in collected(stays_with_sites(spark, home + visit, params)))
+    assert got == sorted([A, A, C_NEAR])
+    other_mast = [(u, t, c, 2) for u, t, c, _ in handed]
+    assert len(collected(stays_with_sites(spark, home + other_mast, params))) == 3
+
+
+def test_cell_sites_give_the_sectors_of_one_mast_one_site():
+    cells = pd.DataFrame(
+        {
+            C.CELL_ID: ["S1-1", " S1-2 ", "S2-0", "S3-0", "S4-0", "S4-0"],
+            C.LAT: [48.85841, 48.85841, 48.9, None, 45.0, 45.1],
+            C.LON: [2.29451, 2.29451, 2.3, 2.3, 3.0, 3.1],
+            C.VALID_FROM: [None, None, None, None, "2020-01-01", "2019-01-01"],
+        }
+    )
+    sites = stays.cell_sites(cells).set_index(C.CELL_ID)[stays.SITE]
+    assert sites["S1-1"] == sites["S1-2"] != sites["S2-0"]
+    assert "S3-0" not in sites.index  # no position: no site (and no coverage)
+    assert sites["S4-0"] == stays.site_code(np.array([45.0]), np.array([3.0]))[0]  # latest
+
+
+def test_events_carry_their_mast_when_the_sites_are_given(spark):
+    coverage_df = spark.createDataFrame([("c1", None, None, A, 1.0)], schemas.COVERAGE)
+    events_df = spark.createDataFrame(
+        [("u1", ts("2024-01-16 08:00"), "c1")], schemas.ACCEPTED_EVENTS
+    )
+    sites_df = spark.createDataFrame(pd.DataFrame({C.CELL_ID: ["c1"], stays.SITE: [7]}))
+    got = with_main_cell(events_df, coverage_df, "Europe/Paris", sites_df).collect()
+    assert [(r[C.H3_ID], r[stays.SITE]) for r in got] == [(A, 7)]
