@@ -207,6 +207,16 @@ def make_hand_out(root: Path) -> Path:
     _write(od, apr / "od_trips")
     _write(present, apr / "present_population")
     _write(home_work, apr / "od_home_work")
+    od_deps = pd.DataFrame(
+        [
+            ("75", "Paris", "75", "Paris", DAY1, "day", 5_100, 3_700),
+            ("89", "Yonne", "75", "Paris", DAY1, "day", 60, 41),
+            ("89", "Yonne", "89", "Yonne", DAY2, "day", 1_700, 900),
+        ],
+        columns=["origin_code", "origin_name", "destination_code", "destination_name",
+                 "period_start", "period", "trips", "users"],
+    )  # fmt: skip
+    _write(od_deps, apr / "od_departements")
     expansion = pd.DataFrame(
         [
             ("75", "2020-02", 2_187_526, 1.0, 711.2, "calibrated"),
@@ -224,6 +234,7 @@ def make_hand_out(root: Path) -> Path:
     _write(expansion, apr / "expansion")
     counts = {"residents": len(residents), "residence_shift": len(shift), "diagnostics": 9}
     counts |= {"od_trips": len(od), "present_population": len(present), "od_home_work": 2}
+    counts |= {"od_departements": len(od_deps)}
     (apr / "manifest.json").write_text(json.dumps(_manifest("2020-04", "2020-02", counts)))
     return root
 
@@ -281,7 +292,7 @@ def test_exports_open_in_geopandas_and_hold_exactly_the_published_rows(hand_repo
     month, _ = hand_report
     ex = month / "exports"
     tables = ("residents", "residence_shift", "diagnostics", "od_trips", "present_population")
-    for name in tables:
+    for name in (*tables, "od_departements"):
         table = _published(month, name)
         csv = pd.read_csv(ex / f"{name}.csv", encoding="utf-8-sig", dtype={"code": str})
         gj = gpd.read_file(ex / f"{name}.geojson", engine="pyogrio")
@@ -317,6 +328,11 @@ def test_exports_open_in_geopandas_and_hold_exactly_the_published_rows(hand_repo
         "diagnostics_density_class_flows",
         "diagnostics_france",
     }
+    # daily trips between départements: outlines for trips inside one, lines between two
+    within = gpd.read_file(ex / "od_departements.gpkg", layer="od_departements_within")
+    between = gpd.read_file(ex / "od_departements.gpkg", layer="od_departements_between")
+    assert within.geom_type.isin(["Polygon", "MultiPolygon"]).all() and len(within) == 2
+    assert (between.geom_type == "LineString").all() and list(between["origin_name"]) == ["Yonne"]
     factors = gpd.read_file(ex / "expansion.gpkg")
     assert list(factors["departement_code"]) == ["75", "46"]
     assert factors.geom_type.isin(["Polygon", "MultiPolygon"]).all()
@@ -335,6 +351,7 @@ def test_exports_never_show_a_count_below_k(hand_report):
         ("od_trips", ["trips", "users"]),
         ("present_population", ["users"]),
         ("diagnostics", ["residents", "residents_baseline", "users"]),
+        ("od_departements", ["trips", "users"]),
     ):
         csv = pd.read_csv(month / "exports" / f"{name}.csv", encoding="utf-8-sig")
         for col in cols:
@@ -346,11 +363,15 @@ def test_export_readme_gives_k_the_rule_and_every_column(hand_report):
     month, _ = hand_report
     text = (month / "exports" / "README.md").read_text()
     assert "k = 20" in text and "suppression secondaire" in text
-    for name in ("residents", "residence_shift", "diagnostics", "od_trips", "od_home_work"):
+    names = ("residents", "residence_shift", "diagnostics", "od_trips", "od_home_work")
+    for name in (*names, "od_departements"):
         assert f"## `{name}`" in text
         for col in _published(month, name).columns:
             assert f"| `{col}` |" in text, col
     assert "| `residents` | usagers |" in text
+    # a column named like another table's gets its own meaning
+    assert "département d'origine du trajet" in text
+    assert "territoire de résidence le mois de référence" in text
 
 
 class _Page(HTMLParser):

@@ -131,9 +131,12 @@ def test_residents_are_scored_against_the_truth(sample_out):
 def test_mobility_and_expansion_are_published_and_scored(sample_out):
     april = sample_out / "2020-04"
     m = read_manifest(april)
-    for name in ("present_population", "od_trips", "od_home_work"):
+    for name in ("present_population", "od_trips", "od_home_work", "od_departements"):
         assert m["tables"][name]["rows_published"] > 0, name
         assert (april / name).exists(), name
+    deps = pd.read_parquet(april / "od_departements")
+    assert (deps[["trips", "users"]] >= m["k"]).all().all()  # no value in [1, k)
+    assert set(deps["period"]) == {"day"} and deps["origin_name"].notna().all()
     assert m["expansion"]["calibration_month"] == "2020-02"  # the baseline month
     assert m["expansion"]["departements_calibrated"] == ["15", "32", "46", "58", "69", "75", "89"]
     v = json.loads((april / "validation.json").read_text())
