@@ -176,6 +176,29 @@ if od is not None:
     fig.suptitle("Published OD matrix (period: day, summed over April); blank = nothing published")
 
 # %% [markdown]
+# ### Daily trips between départements
+#
+# The hexagon matrix loses the trips of pairs below k, most of them in rural areas.
+# `od_departements` counts each day's trips between (and within) départements once, with
+# its own gate: a row is held back when it has fewer than k users, or when subtracting
+# the published hexagon pairs inside it would leave the trips of fewer than k users.
+
+# %%
+od_deps = sample_run.read_table(month_dir, "od_departements")
+if od_deps is not None and len(od_deps):
+    od_deps["day"] = od_deps["period_start"].dt.tz_convert("Europe/Paris").dt.date
+    per_flow = od_deps.pivot_table(index="day", columns=["origin_name", "destination_name"],
+                                   values="trips", aggfunc="sum")  # fmt: skip
+    display(per_flow.describe().loc[["count", "mean", "min", "max"]].round(0))
+    fig, ax = plt.subplots(figsize=(10, 3))
+    for (o, d), series in per_flow.items():
+        if o == d:
+            ax.plot(series.index, series.to_numpy(), label=o, lw=1)
+    ax.set_title("Trips within each département per day (blank: held back that day)")
+    ax.legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+
+# %% [markdown]
 # The residence shift is an OD matrix too: users per (February home, April home). Per
 # hexagon it is dominated by the diagonal — the people who stayed put — because each
 # planted move out of Paris is spread over many origin and destination hexagons, each
