@@ -19,7 +19,8 @@ The gate (docs/privacy.md, "Daily trips between départements"):
 2. no differencing against od_trips: from a published row an attacker subtracts every
    published od_trips pair (any resolution, period ``day`` or a day-part of that day)
    lying inside it; what is left are the row's trips in suppressed pairs. Those must be
-   made by 0 or >= k distinct users, else the row is suppressed. "Inside" is decided on
+   made by 0 or >= k distinct users, else the row is suppressed; the same after the day
+   pairs alone (the attacker may leave the day-parts out). "Inside" is decided on
    the data: a published pair is inside a row when every trip it counts is in that row,
    which includes the pairs a geographic attacker could only guess are inside (stricter
    than the geography). Differencing through pairs that straddle two rows (a res-4 pair
@@ -200,12 +201,16 @@ def uncovered_users(
 
 def decide(counts: pd.DataFrame, k: int) -> pd.Series:
     """Status of each row (None = published, "primary", "secondary"): ``counts`` has trips,
-    users and uncovered_users (NaN = 0)."""
+    users and one or more ``uncovered_users*`` columns (NaN = 0), each a remainder that
+    must be 0 or >= k."""
     if k < 2:
         raise ValueError(f"k must be at least 2, got {k}")
-    rest = counts[UNCOVERED_USERS].fillna(0)
     primary = (counts[C.USERS] < k) | (counts[C.TRIPS] < k)
-    secondary = ~primary & (rest >= 1) & (rest < k)
+    small = pd.Series(False, index=counts.index)
+    for col in [c for c in counts.columns if c.startswith(UNCOVERED_USERS)]:
+        rest = counts[col].fillna(0)
+        small |= (rest >= 1) & (rest < k)
+    secondary = ~primary & small
     status = pd.Series([None] * len(counts), index=counts.index, dtype=object)
     status[primary] = PRIMARY
     status[secondary] = SECONDARY
@@ -237,7 +242,9 @@ def stage_od_departements(
         [r[0] for r in stays_df.select(C.STAY_H3).distinct().collect()], dtype=np.int64
     )
     deps = cell_departements(cells, cfg, cache_dir, departements)
-    deps_df = spark.createDataFrame(deps[[C.H3_ID, C.DEPARTEMENT_CODE]])
+    deps_df = spark.createDataFrame(  # explicit schema: a month may have no stay at all
+        deps[[C.H3_ID, C.DEPARTEMENT_CODE]], f"{C.H3_ID} long, {C.DEPARTEMENT_CODE} string"
+    )
     start, end = month_bounds_utc(Month(cfg.month), cfg.timezone, tail_hours=0)
     keyed_df = keyed_trips(trips_df, deps_df, cfg.timezone, cfg.day_parts, start, end)
     keyed_df.write.mode("overwrite").parquet(str(Path(work) / "od-departements-trips"))
@@ -248,10 +255,17 @@ def stage_od_departements(
             counts_df.withColumn(C.PERIOD, F.lit(DAY)), NOISE_SPEC, cfg.privacy, cfg.month
         ).drop(C.PERIOD)
     published_pairs_df = spark.read.parquet(str(marked)).filter(F.col(gate.SUPPRESSION).isNull())
-    rest_df = uncovered_users(
-        keyed_df, published_pairs_df, cfg.timezone, cfg.day_parts, cfg.od.periods, cfg.resolutions
-    )
-    counts = counts_df.join(rest_df, on=list(_KEY), how="left").toPandas()  # a row per day-flow
+    # the remainder after the day pairs and the day-parts' pairs, and after the day pairs
+    # alone (an attacker may subtract either family)
+    families = [(list(cfg.od.periods), UNCOVERED_USERS)]
+    if DAY in cfg.od.periods and len(cfg.od.periods) > 1:
+        families.append(([DAY], f"{UNCOVERED_USERS}_day"))
+    for periods, name in families:
+        rest_df = uncovered_users(
+            keyed_df, published_pairs_df, cfg.timezone, cfg.day_parts, periods, cfg.resolutions
+        ).withColumnRenamed(UNCOVERED_USERS, name)
+        counts_df = counts_df.join(rest_df, on=list(_KEY), how="left")
+    counts = counts_df.toPandas()  # a row per day-flow
     counts["status"] = decide(counts, cfg.k)
     names = deps.drop_duplicates(C.DEPARTEMENT_CODE).set_index(C.DEPARTEMENT_CODE)[
         "departement_name"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -136,20 +137,40 @@ def departement_leaks(
         .reset_index()
         .rename(columns={"_o": C.ORIGIN_CODE, "_d": C.DESTINATION_CODE})
     )
-    rows = od_departements.merge(
+    keys = [C.ORIGIN_CODE, C.DESTINATION_CODE]
+    inside = inside.astype({k: object for k in keys})  # empty: float columns otherwise
+    rows = od_departements.astype({k: object for k in keys}).merge(
         inside, on=[C.ORIGIN_CODE, C.DESTINATION_CODE, C.PERIOD_START], how="left"
     ).fillna({"_inside": 0})
     diff = rows[C.TRIPS] - rows["_inside"]
-    return rows[(diff >= 1) & (diff < k)].assign(_difference=diff)
+    # assign before filtering: a Series assigned to an empty frame would bring its index
+    return rows.assign(_difference=diff)[(diff >= 1) & (diff < k)]
 
 
-def departements_by_geography(cells) -> list:
-    """Département code of each int64 H3 cell by its commune (the attacker's geography)."""
+def departements_by_geography(cells, finest: int = 8) -> list:
+    """Département code of each int64 H3 cell lying entirely in one département (every
+    descendant at ``finest``, the resolution trips are placed at, in a commune of it;
+    the attacker's geography), else None."""
+    import h3.api.basic_int as h3i
+
     from mobiterra import degurba
 
-    commune = degurba.commune_of_cells(cells)
+    uniq = np.unique(np.asarray(cells, dtype=np.int64))
+    kids = [
+        np.asarray(h3i.cell_to_children(int(c), finest) if h3i.get_resolution(int(c)) < finest
+                   else [int(c)], dtype=np.int64)
+        for c in uniq
+    ]  # fmt: skip
+    flat = np.concatenate(kids) if kids else np.zeros(0, dtype=np.int64)
     communes = degurba.commune_classes().set_index("commune_code")["departement_code"]
-    return commune.reindex(cells).map(communes).tolist()
+    dep = degurba.commune_of_cells(flat).reindex(flat).map(communes).to_numpy(dtype=object)
+    out, at = {}, 0
+    for c, k in zip(uniq, kids, strict=True):
+        mine = dep[at : at + len(k)]
+        at += len(k)
+        first = mine[0] if len(mine) else None
+        out[int(c)] = first if first is not None and all(m == first for m in mine) else None
+    return [out[int(c)] for c in np.asarray(cells, dtype=np.int64)]
 
 
 _TOKEN = re.compile(rb"[0-9A-Za-z_-]+")  # the characters ids are made of

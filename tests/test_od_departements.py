@@ -197,3 +197,11 @@ def test_attack_a_row_minus_its_published_pairs_rests_on_0_or_k_users(spark, dep
     assert _attacker_leaks(trips, od, counts[status.isna()], k) == 0
     # the attack finds the leak when rule 2 is off (every row of >= k users published)
     assert _attacker_leaks(trips, od, counts[counts[C.USERS] >= k], k) == 1
+
+
+def test_decide_checks_every_remainder():
+    counts = pd.DataFrame(
+        {C.TRIPS: [40, 40], C.USERS: [30, 30], odd.UNCOVERED_USERS: [0, 25],
+         f"{odd.UNCOVERED_USERS}_day": [3, 25]}
+    )  # fmt: skip
+    assert odd.decide(counts, 20).tolist() == ["secondary", None]
