@@ -139,9 +139,11 @@ def departement_leaks(
     )
     keys = [C.ORIGIN_CODE, C.DESTINATION_CODE]
     inside = inside.astype({k: object for k in keys})  # empty: float columns otherwise
-    rows = od_departements.astype({k: object for k in keys}).merge(
-        inside, on=[C.ORIGIN_CODE, C.DESTINATION_CODE, C.PERIOD_START], how="left"
-    ).fillna({"_inside": 0})
+    rows = (
+        od_departements.astype({k: object for k in keys})
+        .merge(inside, on=[C.ORIGIN_CODE, C.DESTINATION_CODE, C.PERIOD_START], how="left")
+        .fillna({"_inside": 0})
+    )
     diff = rows[C.TRIPS] - rows["_inside"]
     # assign before filtering: a Series assigned to an empty frame would bring its index
     return rows.assign(_difference=diff)[(diff >= 1) & (diff < k)]
