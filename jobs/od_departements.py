@@ -47,6 +47,7 @@ from pyspark.sql import functions as F
 from jobs import gate, noise, stays
 from jobs.periods import DAY, filter_period_starts, with_periods
 from jobs.residence import with_resolutions
+from jobs.stages import materialize
 from mobiterra import columns as C
 from mobiterra import degurba, schemas
 from mobiterra.config import DayPartParams, Month, RunConfig, month_bounds_utc
@@ -247,8 +248,7 @@ def stage_od_departements(
     )
     start, end = month_bounds_utc(Month(cfg.month), cfg.timezone, tail_hours=0)
     keyed_df = keyed_trips(trips_df, deps_df, cfg.timezone, cfg.day_parts, start, end)
-    keyed_df.write.mode("overwrite").parquet(str(Path(work) / "od-departements-trips"))
-    keyed_df = spark.read.parquet(str(Path(work) / "od-departements-trips"))
+    keyed_df = materialize(spark, keyed_df, Path(work) / "od-departements-trips")
     counts_df = count_departement_od(keyed_df)
     if cfg.privacy.noise != "none":
         counts_df = noise.with_configured_noise(
