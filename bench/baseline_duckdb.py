@@ -8,7 +8,8 @@ tables before the publication gate (int64 H3 cells at every resolution).
 Same rules as the jobs, written independently:
 - ingest (jobs.ingest, jobs.cells): blank ids, null timestamps, unknown cells, cells not
   active on the local day, invalid coordinates, ambiguous ids are rejected; the month is
-  [local month start, next month start + night end hour); exact duplicates dropped;
+  [local month start, next month start + night end hour); exact duplicates dropped; the
+  baseline month keeps its night-time rows only (its residences are all it serves);
 - usual residence (jobs.residence): nights 22-06 local labelled by their evening; the
   place of an antenna cell is its main hexagon (highest weight, lowest id); most distinct
   nights, then night events, then lowest place, then the cell within the place; at least
@@ -130,6 +131,8 @@ class Baseline:
                 start, end = month_bounds_utc(month, self.tz, self.cfg.residence.night_end_hour)
                 windows.append(f"WHEN ts >= {_ts(start)} AND ts < {_ts(end)} THEN '{label}'")
         day = f"CAST({self._local('ev.ts')} AS DATE)"
+        # the baseline month serves its usual residences only: its night-time rows
+        b_night = self._night(self._local("ts"))[0]
         self._sql(
             "ingest",
             f"""
@@ -151,6 +154,7 @@ class Baseline:
             SELECT DISTINCT CASE {" ".join(windows)} END AS mon, user_id, ts, cell_id,
                    {self._local("ts")} AS local_ts
             FROM good WHERE CASE {" ".join(windows)} END IS NOT NULL
+              AND (CASE {" ".join(windows)} END = 'm' OR {b_night})
             """,
         )
 
@@ -200,18 +204,21 @@ class Baseline:
              AND (p.valid_to IS NULL OR CAST(e.local_ts AS DATE) <= p.valid_to)"""
 
     # ---------------------------------------------------------------- residence
+    def _night(self, local_ts: str) -> tuple[str, int]:
+        """(is the local timestamp in the night window, hours to shift it to its evening)."""
+        r, hour = self.cfg.residence, f"hour({local_ts})"
+        if r.night_start_hour > r.night_end_hour:
+            return (
+                f"({hour} >= {r.night_start_hour} OR {hour} < {r.night_end_hour})",
+                r.night_end_hour,
+            )  # noqa: E501
+        return f"({hour} >= {r.night_start_hour} AND {hour} < {r.night_end_hour})", 0
+
     def homes(self, label: str, month: str) -> None:
         r = self.cfg.residence
         m = Month(month)
         first, last = m.first_day, m.next_first_day - timedelta(days=1)
-        hour = "hour(e.local_ts)"
-        if r.night_start_hour > r.night_end_hour:
-            at_night, shift = (
-                f"({hour} >= {r.night_start_hour} OR {hour} < {r.night_end_hour})",
-                r.night_end_hour,
-            )  # noqa: E501
-        else:
-            at_night, shift = f"({hour} >= {r.night_start_hour} AND {hour} < {r.night_end_hour})", 0  # noqa: E501
+        at_night, shift = self._night("e.local_ts")
         self._sql(
             "residence",
             f"""

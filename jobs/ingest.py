@@ -127,21 +127,28 @@ def filter_rejected(classified_df: DataFrame) -> DataFrame:
 
 
 def accepted_events(
-    classified_df: DataFrame, key: bytes, observation: Observation | None = None
+    classified_df: DataFrame,
+    key: bytes,
+    observation: Observation | None = None,
+    keep: Column | None = None,
 ) -> DataFrame:
     """Good in-period rows, exact duplicates dropped, user_id replaced by its keyed pseudonym.
 
     With ``observation``, every classified row is also counted into ``bucket_metrics``
-    as the result is computed (``observation.get`` after the action).
+    as the result is computed (``observation.get`` after the action). ``keep`` (on
+    ``timestamp``, ``user_id``, ``cell_id``) narrows the good rows before the shuffle, e.g.
+    to the night events a baseline month's residence reads.
     """
     # The select comes first: an observed plan keeps every column below it, and the
     # quarantine-only ones (source file, raw timestamp) are costly to build per row.
     narrow_df = classified_df.select(C.REASON, IN_PERIOD, C.USER_ID, C.TIMESTAMP, C.CELL_ID)
     if observation is not None:
         narrow_df = narrow_df.observe(observation, *bucket_metrics())
+    good_df = narrow_df.filter(F.col(C.REASON).isNull() & F.col(IN_PERIOD))
+    if keep is not None:
+        good_df = good_df.filter(keep)
     return (
-        narrow_df.filter(F.col(C.REASON).isNull() & F.col(IN_PERIOD))
-        .select(C.USER_ID, C.TIMESTAMP, C.CELL_ID)
+        good_df.select(C.USER_ID, C.TIMESTAMP, C.CELL_ID)
         # Shuffle by user, then drop duplicates within partitions: one exchange and no
         # partial aggregation, which on near-unique keys only costs (halves the step).
         .repartition(C.USER_ID)

@@ -164,7 +164,13 @@ def run_month(cfg: RunConfig, call: Call, progress: Progress) -> tuple[Path, dic
         if cfg.baseline_month:
             with progress.stage("baseline") as st:
                 b = call(
-                    "baseline-ingest", stages.stage_ingest, cfg, cfg.baseline_month, work, None
+                    "baseline-ingest",
+                    stages.stage_ingest,
+                    cfg,
+                    cfg.baseline_month,
+                    work,
+                    None,
+                    True,  # nights only: the baseline month serves its usual residences
                 )
                 baseline_homes_path, b_homes = call(
                     "baseline-residence",
@@ -178,8 +184,9 @@ def run_month(cfg: RunConfig, call: Call, progress: Progress) -> tuple[Path, dic
                 st.rows = b_homes
                 baseline = {
                     "month": cfg.baseline_month,
-                    "rows_accepted": b.counts["rows_accepted"],
-                    "users": b.users,
+                    # only its night-time events are ingested: residence reads no other
+                    "rows_in_period": b.counts["rows_in_period"],
+                    "night_rows_accepted": b.counts["night_rows_accepted"],
                     "users_with_home": b_homes,
                 }
         with progress.stage("stays") as st:

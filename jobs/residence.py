@@ -41,6 +41,14 @@ def with_coverage(events_df: DataFrame, coverage_df: DataFrame) -> DataFrame:
     )
 
 
+def is_night(local_ts: Column, params: ResidenceParams) -> Column:
+    """Whether a local wall-clock timestamp falls in the night window."""
+    hour = F.hour(local_ts)
+    if params.night_start_hour > params.night_end_hour:  # the window crosses midnight
+        return (hour >= params.night_start_hour) | (hour < params.night_end_hour)
+    return (hour >= params.night_start_hour) & (hour < params.night_end_hour)
+
+
 def filter_night(
     events_df: DataFrame, params: ResidenceParams, first: date, last: date
 ) -> DataFrame:
@@ -49,11 +57,7 @@ def filter_night(
     A night is labelled by the date of its evening: with a 22:00-06:00 window, 23:00 on
     the 3rd and 02:00 on the 4th both belong to night 3. Only nights first..last are kept.
     """
-    hour = F.hour(F.col(LOCAL_TS))
-    if params.night_start_hour > params.night_end_hour:  # the window crosses midnight
-        at_night = (hour >= params.night_start_hour) | (hour < params.night_end_hour)
-    else:
-        at_night = (hour >= params.night_start_hour) & (hour < params.night_end_hour)
+    at_night = is_night(F.col(LOCAL_TS), params)
     shift = params.night_end_hour if params.night_start_hour > params.night_end_hour else 0
     night = F.to_date(F.col(LOCAL_TS) - F.make_interval(hours=F.lit(shift)))
     return (

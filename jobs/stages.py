@@ -42,7 +42,7 @@ CELLS_STATUS_SCHEMA = T.StructType(
 class IngestResult:
     events: str  # accepted events of the month (pseudonymous; work folder only)
     counts: dict
-    users: int
+    users: int | None  # None for a nights-only ingest
     cells: dict
 
 
@@ -56,9 +56,19 @@ def validated_cells(cfg: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def stage_ingest(
-    spark: SparkSession, cfg: RunConfig, month: str, work: Path, staging: Path | None
+    spark: SparkSession,
+    cfg: RunConfig,
+    month: str,
+    work: Path,
+    staging: Path | None,
+    nights_only: bool = False,
 ) -> IngestResult:
-    """Validate, quarantine (into ``staging`` when given), keep the month, pseudonymize."""
+    """Validate, quarantine (into ``staging`` when given), keep the month, pseudonymize.
+
+    ``nights_only`` (a baseline month, of which only the usual residence is used) keeps
+    the night-time events alone before the dedup shuffle and the pseudonyms; its counts
+    are then ``rows_in_period`` (good rows of the month) and ``night_rows_accepted``.
+    """
     key = pseudonym_key(cfg.events)
     cells_pd, cells_quarantine = validated_cells(cfg)
     raw_df = read_events(spark, cfg.events)
@@ -88,7 +98,9 @@ def stage_ingest(
     # The buckets are counted while the accepted events are written (one pass).
     observation = Observation(f"ingest-{month}")
     events_path = work / f"events-{month}"
-    ingest.accepted_events(classified_df, key, observation).write.mode("overwrite").parquet(
+    local_ts = F.from_utc_timestamp(F.col(C.TIMESTAMP), cfg.timezone)
+    keep = residence.is_night(local_ts, cfg.residence) if nights_only else None
+    ingest.accepted_events(classified_df, key, observation, keep).write.mode("overwrite").parquet(
         str(events_path)
     )
     try:
@@ -114,6 +126,19 @@ def stage_ingest(
     accepted_df = spark.read.parquet(str(events_path))
     rows_accepted = accepted_df.count()
     counts = ingest.IngestCounts.from_buckets(buckets, rows_accepted)
+    if nights_only:
+        in_period = counts.rows_accepted + counts.rows_duplicate
+        if rows_accepted == 0:
+            raise InputError(
+                f"{cfg.events}: no usable night-time rows in month {month} "
+                f"({in_period:,} usable rows in the month)"
+            )
+        return IngestResult(
+            str(events_path),
+            {"rows_in_period": in_period, "night_rows_accepted": rows_accepted},
+            None,
+            {},
+        )
     if counts.rows_read == 0:
         raise InputError(f"{cfg.events}: no rows")
     if rows_accepted == 0:

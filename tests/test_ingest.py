@@ -215,3 +215,49 @@ def test_day_partitioned_events_are_read_only_for_the_month(spark, tmp_path):
     assert result.counts["rows_out_of_period"] == 0
     # a single file or a folder without day= folders is read whole, as before
     assert "day" not in read_events(spark, events / "day=2020-03-10").columns
+
+
+def test_nights_only_ingest_keeps_the_night_and_the_same_homes(spark, tmp_path):
+    """A baseline month is ingested for its usual residences only: night-time rows alone
+    (local 22:00-06:00), deduplicated, and the homes equal those of a full ingest."""
+    from pyspark.sql import functions as F
+
+    from jobs import stages
+    from mobiterra.config import RunConfig
+    from tests.small_sample import CELLS, write_small_events
+
+    events = tmp_path / "events.parquet"
+    write_small_events(events, users=150)
+    cfg = RunConfig(
+        events=events,
+        cells=CELLS,
+        month="2020-04",
+        baseline_month="2020-02",
+        out=tmp_path / "out",
+        coverage={"strategy": "point"},
+    )
+    coverage = stages.stage_coverage(cfg, tmp_path / "cache")
+    full = stages.stage_ingest(spark, cfg, "2020-02", tmp_path / "full", None)
+    nights = stages.stage_ingest(spark, cfg, "2020-02", tmp_path / "nights", None, True)
+
+    full_df = spark.read.parquet(full.events)
+    local_hour = F.hour(F.from_utc_timestamp(F.col(C.TIMESTAMP), cfg.timezone))
+    at_night = (local_hour >= 22) | (local_hour < 6)
+    assert nights.counts == {
+        "rows_in_period": full.counts["rows_accepted"] + full.counts["rows_duplicate"],
+        "night_rows_accepted": full_df.filter(at_night).count(),
+    }
+    assert 0 < nights.counts["night_rows_accepted"] < full.counts["rows_accepted"]
+    night_rows = spark.read.parquet(nights.events)
+    assert night_rows.filter(~at_night).count() == 0
+    assert night_rows.exceptAll(full_df.filter(at_night)).count() == 0
+
+    def homes(ingested, folder):
+        path, n = stages.stage_residence(
+            spark, cfg, ingested.events, coverage, "2020-02", tmp_path / folder
+        )
+        return n, sorted(tuple(r) for r in spark.read.parquet(path).collect())
+
+    n_full, homes_full = homes(full, "full")
+    assert n_full > 100
+    assert homes(nights, "nights") == (n_full, homes_full)
