@@ -28,6 +28,11 @@ column (type): meaning
   home / of this month's home (codes of the row's ``unit``)
 - ``residents`` (long): distinct users whose usual residence this month is in the territory
 - ``residents_baseline`` (long): the same in the baseline month
+- ``residents_est`` / ``residents_baseline_est`` (long): ``residents`` / ``residents_baseline``
+  times the expansion factor of the territory's département (the ``expansion`` table),
+  rounded: the people living there; null without a calibrated factor (class rows, and
+  ``france`` unless all its départements have one). Both inputs are published, so the
+  estimate adds nothing an attacker does not already have.
 - ``residents_change`` (long): ``residents - residents_baseline`` (both published)
 - ``residents_change_pct`` (double): ``100 * residents_change / residents_baseline``
 - ``share_pct`` / ``share_baseline_pct`` (double): class rows: ``100 * residents`` / residents
@@ -97,6 +102,8 @@ ORIGIN_CODE = "origin_code"
 DESTINATION_CODE = "destination_code"
 RESIDENTS = "residents"
 RESIDENTS_BASELINE = "residents_baseline"
+RESIDENTS_EST = "residents_est"
+RESIDENTS_BASELINE_EST = "residents_baseline_est"
 RESIDENTS_CHANGE = "residents_change"
 RESIDENTS_CHANGE_PCT = "residents_change_pct"
 SHARE_PCT = "share_pct"
@@ -128,6 +135,8 @@ DIAGNOSTICS = T.StructType(
         T.StructField(DESTINATION_CODE, T.StringType(), True),
         T.StructField(RESIDENTS, T.LongType(), True),
         T.StructField(RESIDENTS_BASELINE, T.LongType(), True),
+        T.StructField(RESIDENTS_EST, T.LongType(), True),
+        T.StructField(RESIDENTS_BASELINE_EST, T.LongType(), True),
         T.StructField(RESIDENTS_CHANGE, T.LongType(), True),
         T.StructField(RESIDENTS_CHANGE_PCT, T.DoubleType(), True),
         T.StructField(SHARE_PCT, T.DoubleType(), True),
@@ -296,6 +305,26 @@ def with_ranks(table: pd.DataFrame, top: int) -> pd.DataFrame:
     return table
 
 
+def with_estimates(table: pd.DataFrame, factors: pd.Series | None) -> pd.DataFrame:
+    """``residents_est`` / ``residents_baseline_est``: the published counts times the
+    factor of the row's département (``factors``: département code -> factor, calibrated
+    only). ``france``: the sum over its départements when every one has an estimate."""
+    table = table.copy()
+    for count, est in ((RESIDENTS, RESIDENTS_EST), (RESIDENTS_BASELINE, RESIDENTS_BASELINE_EST)):
+        table[est] = pd.NA
+        if factors is None or factors.empty:
+            continue
+        factor = table[DEPARTEMENT_CODE].map(factors).astype("Float64")
+        table[est] = (table[count].astype("Float64") * factor).round().astype("Int64")
+        deps = table[(table[KIND] == KIND_TERRITORY) & (table[UNIT] == "departement")]
+        france = (table[KIND] == KIND_TERRITORY) & (table[UNIT] == "france")
+        if france.any() and len(deps) and deps[est].notna().all():
+            # the départements partition France's residents: only then is their sum its own
+            if int(deps[count].sum()) == int(table.loc[france, count].fillna(-1).iloc[0]):
+                table.loc[france, est] = int(deps[est].sum())
+    return table
+
+
 def diagnostics_table(
     month: str,
     baseline_month: str | None,
@@ -305,8 +334,11 @@ def diagnostics_table(
     communes: pd.DataFrame,
     params: DegurbaParams,
     top: int,
+    factors: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """The published table (schema above) from the gate's decisions; sorted, typed."""
+    """The published table (schema above) from the gate's decisions; sorted, typed.
+
+    ``factors``: the expansion factor per département code (``residents_est``)."""
     terr = territory_rows(residents, baseline, shift, communes, params).assign(
         **{KIND: KIND_TERRITORY}
     )
@@ -317,7 +349,7 @@ def diagnostics_table(
     ).reindex(columns=COLUMNS)
     table[MONTH] = month
     table[BASELINE_MONTH] = baseline_month
-    table = with_ranks(table, top)
+    table = with_ranks(table, top).pipe(with_estimates, factors)
     order = {u: i for i, u in enumerate(UNITS)}
     table = table.assign(_u=table[UNIT].map(order)).sort_values(
         ["_u", KIND, CODE, ORIGIN_CODE, DESTINATION_CODE], na_position="first"
@@ -372,6 +404,14 @@ def _read_published(path: Path) -> pd.DataFrame | None:
     return pd.read_parquet(path) if Path(path).exists() else None
 
 
+def _factors(expansion_path: str | None) -> pd.Series | None:
+    """Calibrated factors of the expansion table by département code; None without one."""
+    if expansion_path is None or not Path(expansion_path).exists():
+        return None
+    table = pd.read_parquet(expansion_path).dropna(subset=["factor"])
+    return table.set_index("departement_code")["factor"].astype(float)
+
+
 def stage_diagnostics(
     spark: SparkSession,
     cfg: RunConfig,
@@ -379,6 +419,7 @@ def stage_diagnostics(
     baseline_homes_path: str | None,
     staging: Path,
     work: Path,
+    expansion_path: str | None = None,
     cache_dir: Path | str = degurba.DEFAULT_CACHE,
     departements: list[str] | None = None,
 ) -> dict:
@@ -386,7 +427,8 @@ def stage_diagnostics(
 
     Reads the H3 tables already in ``staging`` (``residents``, ``residence_shift``) so the
     territorial gate keeps every territory from being differenced against them.
-    ``departements``: classify only these (tests; metropolitan France by default)."""
+    ``departements``: classify only these (tests; metropolitan France by default).
+    ``expansion_path``: the expansion table, for ``residents_est``."""
     homes_df = spark.read.parquet(homes_path)
     baseline_df = spark.read.parquet(baseline_homes_path) if baseline_homes_path else None
     pairs_path = Path(work) / "diagnostics-pairs"
@@ -419,7 +461,7 @@ def stage_diagnostics(
         )  # fmt: skip
     table = diagnostics_table(
         cfg.month, cfg.baseline_month, residents, baseline, shift, communes, cfg.degurba,
-        cfg.diagnostics.top_communes,
+        cfg.diagnostics.top_communes, _factors(expansion_path),
     )  # fmt: skip
     out = Path(staging) / "diagnostics"
     out.mkdir(parents=True, exist_ok=True)

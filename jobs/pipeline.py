@@ -227,7 +227,7 @@ def run_month(cfg: RunConfig, call: Call, progress: Progress) -> tuple[Path, dic
         with progress.stage("diagnostics") as st:
             tables["diagnostics"] = call(
                 "diagnostics", diagnostics.stage_diagnostics, cfg, homes_path,
-                baseline_homes_path, staging, work,
+                baseline_homes_path, staging, work, expansion_path,
             )  # fmt: skip
             st.rows = tables["diagnostics"]["rows_published"]
         if cfg.truth is not None:

@@ -347,6 +347,11 @@ def run_cli(args: argparse.Namespace) -> int:
         err = "" if r["rel_error_truth"] is None else f"{r['rel_error_truth']:+.1%}"
         label = f"est. {r['departement_code']}"
         print(f"{label:<12}{r['truth_population']:>9}{r['estimated']:>11}{err:>9}")
+        if r.get("published_departement") is not None and r["reference_moved"] is not None:
+            err = f"{r['rel_error_published_reference_moved']:+.1%}"
+            label = f"dep.est {r['departement_code']}"
+            print(f"{label:<12}{r['reference_moved']:>9}{r['published_departement']:>11}{err:>9}")
+
     od = result["daily_od"]
     if od.get("flows"):
         within, median = od["flows_within_10pct"], od["median_abs_rel_error"]

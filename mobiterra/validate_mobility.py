@@ -263,6 +263,15 @@ def _flow_scores(truth_trips: pd.Series, got: pd.Series) -> dict:
     }
 
 
+def _published_estimates(diag: pd.DataFrame | None) -> dict[str, int]:
+    """``residents_est`` of the département rows of a ``diagnostics`` table (published)."""
+    if diag is None or "residents_est" not in diag.columns:
+        return {}
+    rows = diag[(diag["kind"] == "territory") & (diag["unit"] == "departement")]
+    rows = rows.dropna(subset=["residents_est"])
+    return {str(c): int(v) for c, v in zip(rows["code"], rows["residents_est"], strict=True)}
+
+
 def score_expansion(
     truth: Path, run: Path, month: str, homes: pd.DataFrame, weights: dict[str, float]
 ) -> dict:
@@ -282,7 +291,9 @@ def score_expansion(
     ``estimated`` sums the published ``residents_est`` (one factor per coarsest-resolution
     tree, for privacy: a tree straddling two départements mixes their factors);
     ``estimated_departement`` is the département's factor times its attributed published
-    residents, the département total without that mixing.
+    residents, the département total without that mixing; ``published_departement`` is
+    the total the run publishes for it (``diagnostics``' ``residents_est``: its factor
+    times its published residents, homes placed by commune).
     """
     table, residents, users = (
         _read(run / "expansion"),
@@ -310,6 +321,7 @@ def score_expansion(
         true_now.groupby("departement_code").size() / true_cal.groupby("departement_code").size()
     )
     table = table.set_index("departement_code")
+    published = _published_estimates(_read(run / "diagnostics"))
     rows = []
     for d in sorted(weights):
         factor = table["factor"].get(d, np.nan)
@@ -318,6 +330,7 @@ def score_expansion(
         pop = float(population.get(d, 0.0))
         moved = ref * float(change.get(d, np.nan))
         by_dep = float(attributed.get(d, 0.0)) * (0.0 if pd.isna(factor) else float(factor))
+        pub = published.get(d)
         rows.append({"departement_code": d, "factor": None if pd.isna(factor) else factor,
                      "truth_factor": round(float(truth_factor.get(d, np.nan)), 3),
                      "factor_rel_error": None if pd.isna(factor)
@@ -329,7 +342,12 @@ def score_expansion(
                      "rel_error_reference_moved": None if np.isnan(moved) else _rel(e, moved),
                      "estimated_departement": round(by_dep),
                      "rel_error_departement_reference_moved": None if np.isnan(moved)
-                     else _rel(by_dep, moved)})  # fmt: skip
+                     else _rel(by_dep, moved),
+                     "published_departement": pub,
+                     "rel_error_published_reference_moved": None
+                     if pub is None or np.isnan(moved) else _rel(pub, moved),
+                     "rel_error_published_truth": None if pub is None
+                     else _rel(pub, pop)})  # fmt: skip
     return {"calibration_month": calibration, "by_departement": rows}
 
 
@@ -373,6 +391,9 @@ def mobility_scores(
             exp_rows, "rel_error_reference_moved", EXPANSION_TOLERANCE),
         "expansion_departement_within_5pct_of_reference_moved": within(
             exp_rows, "rel_error_departement_reference_moved", EXPANSION_TOLERANCE),
+        # the number the run publishes per département (diagnostics' residents_est)
+        "expansion_published_departement_within_5pct_of_reference_moved": within(
+            exp_rows, "rel_error_published_reference_moved", EXPANSION_TOLERANCE),
     }  # fmt: skip
     scores = {"night_presence": night, "daily_od": od, "expansion": expansion}
     return scores, checks

@@ -389,9 +389,12 @@ def test_stage_on_real_communes_writes_the_table_validate_reads(spark, tmp_path)
     staging, work = tmp_path / "staging", tmp_path / "work"
     staging.mkdir()
     work.mkdir()
+    factors = tmp_path / "expansion.parquet"  # Yonne's factor unrounded on purpose
+    pd.DataFrame({"departement_code": ["75", "89"], "factor": [10.5, 20.25]}).to_parquet(factors)
     stats = D.stage_diagnostics(
-        spark, cfg, str(homes), str(base), staging, work, tmp_path / "cache", ["75", "89"]
-    )
+        spark, cfg, str(homes), str(base), staging, work, str(factors), tmp_path / "cache",
+        ["75", "89"],
+    )  # fmt: skip
     table = pd.read_parquet(staging / "diagnostics")
     assert list(table.columns) == D.COLUMNS
     assert stats["rows_published"] == len(table) and stats["toward_small_towns_pp"] > 0
@@ -401,10 +404,20 @@ def test_stage_on_real_communes_writes_the_table_validate_reads(spark, tmp_path)
     assert deps["75"] == 40 and deps["89"] == 60
     paris_row = table[(table[D.UNIT] == "departement") & (table[D.CODE] == "75")].iloc[0]
     assert paris_row[D.RESIDENTS_BASELINE] == 70 and paris_row[D.MOVERS_OUT] == 30
+    # estimates: the published count times the département's factor, rounded
+    est = table[table[D.KIND] == D.KIND_TERRITORY].set_index([D.UNIT, D.CODE])
+    assert est.loc[("departement", "75"), D.RESIDENTS_EST] == 420  # 40 x 10.5
+    assert est.loc[("departement", "89"), D.RESIDENTS_EST] == 1215  # 60 x 20.25
+    assert est.loc[("departement", "75"), D.RESIDENTS_BASELINE_EST] == 735
+    assert est.loc[("france", "FR"), D.RESIDENTS_EST] == 1635
+    communes = est.loc["commune"]
+    assert (communes[D.RESIDENTS_EST].notna() == communes[D.RESIDENTS].notna()).all()
+    assert est.loc["density_class", D.RESIDENTS_EST].isna().all()  # spans départements
     # without a baseline: residents only
     cfg = RunConfig(month="2020-04", resolutions=[7, 8])
     D.stage_diagnostics(
-        spark, cfg, str(homes), None, staging, work, tmp_path / "cache", ["75", "89"]
+        spark, cfg, str(homes), None, staging, work, None, tmp_path / "cache", ["75", "89"]
     )
     alone = pd.read_parquet(staging / "diagnostics")
+    assert alone[D.RESIDENTS_EST].isna().all()  # no expansion table: no estimate
     assert alone[D.RESIDENTS_BASELINE].isna().all() and (alone[D.KIND] == D.KIND_TERRITORY).all()

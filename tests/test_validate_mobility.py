@@ -108,6 +108,12 @@ def test_expansion_against_truth_factors_reference_and_population(tmp_path):
     _write(run, "residents", pd.DataFrame({
         "resolution": [8], "h3_cell": [AURILLAC], "residents": [90], "residents_est": [99_000],
     }))  # fmt: skip
+    _write(run, "diagnostics", pd.DataFrame({  # what the run publishes per département
+        "kind": ["territory", "territory", "flow"],
+        "unit": ["departement", "commune", "departement"],
+        "code": ["15", "15014", None], "residents": [91, 40, None],
+        "residents_est": [100_100, 44_000, None],
+    }))  # fmt: skip
     got = score_expansion(truth, run, "2020-04", homes, WEIGHTS)
     assert got["calibration_month"] == "2020-02"
     (row,) = got["by_departement"]
@@ -119,6 +125,10 @@ def test_expansion_against_truth_factors_reference_and_population(tmp_path):
     assert row["reference_moved"] == 99_000 and row["rel_error_reference_moved"] == 0
     # the département's factor x its 90 attributed published residents
     assert row["estimated_departement"] == 99_000
+    # the published département estimate (diagnostics), against the same and the truth
+    assert row["published_departement"] == 100_100
+    assert row["rel_error_published_reference_moved"] == pytest.approx(0.0111, abs=1e-4)
+    assert row["rel_error_published_truth"] == pytest.approx(0.1122, abs=1e-4)
 
 
 def _stay(user, start, end, cell, dep="15"):
