@@ -204,6 +204,9 @@ def departements_table(data: MonthOutputs, lang: str) -> str:
         t["change_pct"],
         t["net_shift"],
     ]
+    estimated = "residents_est" in rows and rows["residents_est"].notna().any()
+    if estimated:
+        head.append(t["population_est"].format(month=month_label(data.month, lang)))
     body = [
         [
             f"{r['code']} {r['name']}",
@@ -213,11 +216,14 @@ def departements_table(data: MonthOutputs, lang: str) -> str:
             number(_val(r, "residents_change_pct"), lang, signed=True, digits=1),
             number(_val(r, "net_shift"), lang, signed=True),
         ]
+        + ([number(_val(r, "residents_est"), lang)] if estimated else [])
         for _, r in rows.iterrows()
     ]
     if rows["net_shift"].isna().all():  # every net shift suppressed: no empty column
-        head, body = head[:-1], [b[:-1] for b in body]
-    return f"<h3>{_e(t['territories'])}</h3>" + _table(head, body, {1, 2, 3, 4, 5})
+        drop = head.index(t["net_shift"])
+        head = head[:drop] + head[drop + 1 :]
+        body = [b[:drop] + b[drop + 1 :] for b in body]
+    return f"<h3>{_e(t['territories'])}</h3>" + _table(head, body, set(range(1, len(head))))
 
 
 def quality(data: MonthOutputs, lang: str) -> str:

@@ -98,6 +98,11 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
         "résidents le mois de référence",
         "residents in the baseline month",
     ),
+    "residents_baseline_est": (
+        "habitants",
+        "résidents du mois de référence redressés (facteur du département)",
+        "baseline residents expanded (the département's factor)",
+    ),
     "residents_change": (
         "usagers",
         "résidents − résidents du mois de référence",
@@ -187,6 +192,12 @@ users of one operator (subscribers), not inhabitants, except the expanded `*_est
 # Where a column means something else in one table (the diagnostics' origin_code is a
 # territory of residence; od_departements' is a trip's origin).
 TABLE_COLUMNS: dict[str, dict[str, tuple[str, str, str]]] = {
+    "diagnostics": {
+        "residents_est": ("habitants", "résidents × facteur du département (table expansion), "
+                          "arrondi ; vide pour les classes",
+                          "residents × the département's factor (expansion table), rounded; "
+                          "empty for classes"),
+    },  # fmt: skip
     "od_departements": {
         "origin_code": ("", "département d'origine du trajet (code INSEE)",
                         "département the trip starts in (INSEE code)"),
