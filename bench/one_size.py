@@ -67,7 +67,7 @@ def write_label(path) -> str:
         return f"counts:{name[7:]}"
     if name.startswith("marked-"):
         return f"gate:{name[7:]}"
-    for kind in ("events", "homes", "stays"):
+    for kind in ("events", "homes", "stays", "trips"):
         if name.startswith(f"{kind}-"):
             return kind
     return f"write:{Path(str(path)).parent.name}/{name}"

@@ -18,6 +18,7 @@ def mobility_counts(
     month: str | None = None,
     stays_df: DataFrame | None = None,
     sites_df: DataFrame | None = None,
+    trips_df: DataFrame | None = None,
 ) -> dict[str, DataFrame]:
     """Count frames for the gate: present_population, od_trips, od_home_work.
 
@@ -26,6 +27,7 @@ def mobility_counts(
     ``stays_df`` (schema STAYS) skips the segmentation when the caller has materialized
     ``stays.stays_from_events`` once (it feeds two tables; lazily it is computed twice);
     else ``sites_df`` (stays.cell_sites) gives the segmentation its antenna masts.
+    ``trips_df`` (schema TRIPS): the trips of ``stays_df``, when materialized too.
 
     Cells are int64; present_population has (resolution, h3_cell, period_start, period,
     users); od_trips and od_home_work have (resolution, origin_cell, destination_cell,
@@ -40,7 +42,8 @@ def mobility_counts(
         stays_df = stays.stays_from_events(
             events_df, coverage_df, cfg.stays, cfg.timezone, sites_df
         )
-    trips_df = stays.trips_from_stays(stays_df, cfg.stays.same_place_resolution)
+    if trips_df is None:
+        trips_df = stays.trips_from_stays(stays_df, cfg.stays.same_place_resolution)
     if cfg.privacy.noise != "none":
         # bounded contributions before counting (jobs.noise.sensitivity); trips are made
         # from all stays first, so no trip joins two stays that were not consecutive

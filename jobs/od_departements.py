@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import gate, noise, stays
+from jobs import gate, noise, stages_mobility
 from jobs.periods import DAY, filter_period_starts, with_periods
 from jobs.residence import with_resolutions
 from jobs.stages import materialize
@@ -235,7 +235,7 @@ def stage_od_departements(
     if not marked.exists():
         raise RuntimeError(f"{marked} missing: run stage_publish_mobility before this stage")
     stays_df = spark.read.parquet(stays_path)
-    trips_df = stays.trips_from_stays(stays_df, cfg.stays.same_place_resolution)
+    trips_df = stages_mobility.read_trips(spark, cfg, stays_path)
     if cfg.privacy.noise != "none":
         trips_df = noise.bound_trips(trips_df, cfg.privacy, cfg.timezone)
     # stays sit on their antenna cells' main hexagons: a few thousand distinct cells

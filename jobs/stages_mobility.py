@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -32,9 +32,11 @@ def stage_stays(
     month: str,
     work: Path,
 ) -> tuple[str, int]:
-    """Stays of ``month`` (continuous time segmentation; pseudonymous, work folder only).
+    """Stays of ``month`` (continuous time segmentation; pseudonymous, work folder only),
+    and their trips beside them (:func:`trips_path`).
 
-    Materialized once: present population and trips both start from them.
+    Materialized once: present population and trips start from the stays, od_trips and
+    od_departements from the trips.
     """
     stays_df = stays.stays_from_events(
         spark.read.parquet(events_path),
@@ -44,7 +46,25 @@ def stage_stays(
         sites_frame(spark, cfg),
     )
     path = Path(work) / f"stays-{month}"
-    return str(path), materialize(spark, stays_df, path).count()
+    stays_df = materialize(spark, stays_df, path)
+    trips_df = stays.trips_from_stays(stays_df, cfg.stays.same_place_resolution)
+    trips_df.write.mode("overwrite").parquet(trips_path(str(path)))
+    return str(path), stays_df.count()
+
+
+def trips_path(stays_path: str) -> str:
+    """Where stage_stays writes the trips of the stays in ``stays_path``."""
+    p = Path(stays_path)
+    return str(p.with_name(p.name.replace("stays-", "trips-", 1)))
+
+
+def read_trips(spark: SparkSession, cfg: RunConfig, stays_path: str) -> DataFrame:
+    """The trips of the stays in ``stays_path``: stage_stays's file, or made from the
+    stays when that file is absent (stays written by other means)."""
+    path = trips_path(stays_path)
+    if Path(path).exists():
+        return spark.read.parquet(path)
+    return stays.trips_from_stays(spark.read.parquet(stays_path), cfg.stays.same_place_resolution)
 
 
 def sites_frame(spark: SparkSession, cfg: RunConfig):
@@ -129,6 +149,7 @@ def stage_publish_mobility(
         cfg,
         cfg.month,
         stays_df=spark.read.parquet(stays_path),
+        trips_df=read_trips(spark, cfg, stays_path),
     )
     estimate = None
     if expansion_path is not None:

@@ -87,12 +87,12 @@ def publish_tiny_month(spark, root: Path, **overrides) -> tuple[Path, Path, dict
 @pytest.fixture(scope="module")
 def month(spark, tmp_path_factory) -> tuple[Path, dict]:
     """The hand-made month, published with expansion."""
-    staging, _, tables = publish_tiny_month(spark, tmp_path_factory.mktemp("tiny-month"))
-    return staging, tables
+    staging, work, tables = publish_tiny_month(spark, tmp_path_factory.mktemp("tiny-month"))
+    return staging, tables, work
 
 
 def test_every_table_has_its_declared_columns_and_types(spark, month):
-    staging, tables = month
+    staging, tables, _ = month
     assert set(tables) == set(schemas.PUBLISHED)
     for name, schema in schemas.PUBLISHED.items():
         df = spark.read.parquet(str(staging / name))
@@ -108,7 +108,7 @@ def test_every_table_has_its_declared_columns_and_types(spark, month):
 
 
 def test_estimates_expand_to_the_departement_population(spark, month):
-    staging, _ = month
+    staging, _, _ = month
     cantal = int(departements().set_index(C.DEPARTEMENT_CODE).loc["15", "population"])
     factors = pd.read_parquet(staging / "expansion").set_index(C.DEPARTEMENT_CODE)
     assert factors.loc["15", C.FACTOR] == pytest.approx(cantal / USERS, abs=1e-3)
@@ -126,7 +126,7 @@ def test_estimates_expand_to_the_departement_population(spark, month):
 
 
 def test_home_work_and_trips_are_the_commute(spark, month):
-    staging, _ = month
+    staging, _, _ = month
     home_work = spark.read.parquet(str(staging / "od_home_work")).toPandas()
     assert set(home_work[C.PERIOD]) == {"month"}
     finest = home_work[home_work[C.RESOLUTION] == 8]
@@ -136,3 +136,16 @@ def test_home_work_and_trips_are_the_commute(spark, month):
     daily = trips[(trips[C.RESOLUTION] == 8) & (trips[C.PERIOD] == "day")]
     # weekdays: home -> work and back, every user
     assert set(daily[C.USERS]) == {USERS} and set(daily[C.TRIPS]) == {USERS}
+
+
+def test_trips_are_written_once_beside_the_stays(spark, month):
+    """stage_stays writes the stays' trips; od_trips and od_departements read that file."""
+    from jobs import stays
+
+    _, _, work = month
+    (stays_path,) = [str(p) for p in work.glob("stays-*")]
+    written = spark.read.parquet(stages_mobility.trips_path(stays_path))
+    made = stays.trips_from_stays(spark.read.parquet(stays_path), 7)
+    assert written.count() == made.count() > 0
+    assert written.exceptAll(made).count() == 0
+    assert stages_mobility.read_trips(spark, RunConfig(), stays_path).count() == written.count()
