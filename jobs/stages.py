@@ -5,7 +5,6 @@ share them (DataFrames and sessions never cross a stage boundary)."""
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from jobs.pseudonym import pseudonym_key
 from jobs.readers import prune_to_days, read_cells_pandas, read_events
 from mobiterra import columns as C
 from mobiterra import schemas
+from mobiterra.cachefile import cached
 from mobiterra.config import Month, PrivacyParams, RunConfig, month_bounds_utc
 from mobiterra.errors import InputError
 
@@ -182,7 +182,8 @@ def stage_coverage(cfg: RunConfig, cache_dir: Path) -> str:
         f"|{cfg.finest_resolution}|{reference_digest}".encode()
     ).hexdigest()[:20]
     path = Path(cache_dir) / f"coverage-{digest}.parquet"
-    if not path.exists():
+
+    def build() -> pa.Table:
         cells_pd, _ = validated_cells(cfg)
         reference = (
             population_by_h3(read_population(cfg.population), cfg.finest_resolution, cfg.population)
@@ -198,7 +199,7 @@ def stage_coverage(cfg: RunConfig, cache_dir: Path) -> str:
                 C.VALID_TO: _none_for_nat(table[C.VALID_TO]),
             }
         )
-        arrow = pa.Table.from_pandas(table[COVERAGE_COLUMNS], preserve_index=False).cast(
+        return pa.Table.from_pandas(table[COVERAGE_COLUMNS], preserve_index=False).cast(
             pa.schema(
                 [
                     (C.CELL_ID, pa.string()),
@@ -209,10 +210,10 @@ def stage_coverage(cfg: RunConfig, cache_dir: Path) -> str:
                 ]
             )
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        pq.write_table(arrow, tmp)
-        tmp.replace(path)  # atomic: a concurrent run never reads half a file
+
+    # built once per cells file (a concurrent run waits, then reads it); nothing is read
+    # back here: Spark reads the file
+    cached(path, build, lambda arrow, tmp: pq.write_table(arrow, tmp), lambda _: None)
     # absolute: written here by pyarrow, read by Spark, and a Spark Connect server resolves
     # a relative path against its own working directory
     return str(path.absolute())

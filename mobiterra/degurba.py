@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from importlib import metadata
 from pathlib import Path
 
@@ -45,6 +44,7 @@ import h3.api.basic_int as h3i
 import numpy as np
 import pandas as pd
 
+from mobiterra.cachefile import cached
 from mobiterra.config import DegurbaParams
 
 URBAN_CENTRE = "urban_centre"
@@ -290,14 +290,12 @@ def _cache_key(params: DegurbaParams, departements: list[str] | None) -> str:
 
 
 def _cached(path: Path, build) -> pd.DataFrame:
-    if path.exists():
-        return pd.read_parquet(path)
-    df = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    df.to_parquet(tmp, compression="zstd", index=False)
-    tmp.replace(path)  # atomic: a concurrent reader never sees half a file
-    return df
+    return cached(
+        path,
+        build,
+        lambda df, tmp: df.to_parquet(tmp, compression="zstd", index=False),
+        pd.read_parquet,
+    )
 
 
 def cell_classes(

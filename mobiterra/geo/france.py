@@ -30,6 +30,8 @@ import geopandas as gpd
 import pandas as pd
 import shapely
 
+from mobiterra.cachefile import cached
+
 CRS = "EPSG:4326"
 # Overseas départements; "metropolitan France" is everything else (96 départements).
 OVERSEAS_DEPARTEMENTS = ("971", "972", "973", "974", "976")
@@ -136,14 +138,9 @@ def _build_all_communes() -> gpd.GeoDataFrame:
 
 def _cached(name: str, build) -> gpd.GeoDataFrame:
     path = cache_dir() / f"{name}_{_CACHE_VERSION}.parquet"
-    if path.exists():
-        return gpd.read_parquet(path)
-    gdf = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    gdf.to_parquet(tmp, compression="zstd")
-    tmp.replace(path)  # atomic: concurrent first calls never see half a file
-    return gdf
+    return cached(
+        path, build, lambda gdf, tmp: gdf.to_parquet(tmp, compression="zstd"), gpd.read_parquet
+    )
 
 
 def _all_communes() -> gpd.GeoDataFrame:

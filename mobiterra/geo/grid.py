@@ -5,7 +5,6 @@ Data: INSEE, IGN (Licence Ouverte 2.0), through :mod:`mobiterra.geo.france`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 import geopandas as gpd
@@ -14,6 +13,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from mobiterra.cachefile import cached
 from mobiterra.geo.france import _CACHE_VERSION, CRS, cache_dir, communes
 
 
@@ -117,16 +117,14 @@ def population_grid(resolution: int = 8, departements: list[str] | None = None) 
     folder = cache_dir() / f"population_grid_r{resolution}_{_CACHE_VERSION}"
     frames = []
     for dep in wanted:
-        path = folder / f"{dep}.parquet"
-        if path.exists():
-            frames.append(pd.read_parquet(path))
-            continue
-        grid = _build_population_grid(resolution, dep)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        grid.to_parquet(tmp, compression="zstd", index=False)
-        tmp.replace(path)
-        frames.append(grid)
+        frames.append(
+            cached(
+                folder / f"{dep}.parquet",
+                lambda dep=dep: _build_population_grid(resolution, dep),
+                lambda grid, tmp: grid.to_parquet(tmp, compression="zstd", index=False),
+                pd.read_parquet,
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
