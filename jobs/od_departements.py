@@ -151,6 +151,22 @@ def uncovered_users(
     ``published_pairs_df``: od_trips rows the gate published (int64 cells, its key
     columns); the trips are exploded to od_trips' periods and resolutions exactly as
     jobs.od.count_od does, so a trip meets the pairs that count it."""
+    return uncovered_by_family(
+        keyed_df, published_pairs_df, timezone, day_parts, {UNCOVERED_USERS: periods}, resolutions
+    ).filter(F.col(UNCOVERED_USERS) > 0)
+
+
+def uncovered_by_family(
+    keyed_df: DataFrame,
+    published_pairs_df: DataFrame,
+    timezone: str,
+    day_parts: DayPartParams,
+    families: dict[str, list[str]],
+    resolutions: list[int],
+) -> DataFrame:
+    """:func:`uncovered_users` for several families of od_trips periods in one pass: a
+    column per family (its name -> the periods an attacker subtracts together), 0 where
+    every trip of the row is covered; one row per row with a trip (_KEY columns)."""
     row = F.when(
         F.col(C.ORIGIN_CODE).isNotNull() & F.col(C.DESTINATION_CODE).isNotNull(),
         F.concat_ws(
@@ -166,6 +182,7 @@ def uncovered_users(
         C.DESTINATION_CODE,
         F.col(C.PERIOD_START).alias(_DAY_START),
     ).withColumn(_ROW, row)
+    periods = sorted({p for ps in families.values() for p in ps})
     exploded = (
         trips.select(C.USER_KEY, C.DEPARTURE, C.ORIGIN_H3, C.DESTINATION_H3, _ROW)
         .transform(with_periods, C.DEPARTURE, timezone, day_parts, periods)
@@ -187,16 +204,31 @@ def uncovered_users(
         .select(*_PAIR)
         .join(published_pairs_df.select(*_PAIR), on=list(_PAIR), how="left_semi")
     )
+    names = list(families)
+    # per trip (user, departure): is it counted by a published pair inside its row, in
+    # each family's periods
     covered = (
         exploded.join(inside, on=list(_PAIR), how="left_semi")
-        .select(C.USER_KEY, C.DEPARTURE)
-        .distinct()
+        .groupBy(C.USER_KEY, C.DEPARTURE)
+        .agg(
+            *[
+                F.max(F.col(C.PERIOD).isin(families[n]).cast("int")).alias(f"_cov{i}")
+                for i, n in enumerate(names)
+            ]
+        )
     )
     return (
         trips.filter(F.col(_ROW).isNotNull())
-        .join(covered, on=[C.USER_KEY, C.DEPARTURE], how="left_anti")
+        .join(covered, on=[C.USER_KEY, C.DEPARTURE], how="left")
         .groupBy(C.ORIGIN_CODE, C.DESTINATION_CODE, F.col(_DAY_START).alias(C.PERIOD_START))
-        .agg(F.count_distinct(C.USER_KEY).alias(UNCOVERED_USERS))
+        .agg(
+            *[
+                F.count_distinct(
+                    F.when(F.coalesce(F.col(f"_cov{i}"), F.lit(0)) == 0, F.col(C.USER_KEY))
+                ).alias(n)
+                for i, n in enumerate(names)
+            ]
+        )
     )
 
 
@@ -257,14 +289,13 @@ def stage_od_departements(
     published_pairs_df = spark.read.parquet(str(marked)).filter(F.col(gate.SUPPRESSION).isNull())
     # the remainder after the day pairs and the day-parts' pairs, and after the day pairs
     # alone (an attacker may subtract either family)
-    families = [(list(cfg.od.periods), UNCOVERED_USERS)]
+    families = {UNCOVERED_USERS: list(cfg.od.periods)}
     if DAY in cfg.od.periods and len(cfg.od.periods) > 1:
-        families.append(([DAY], f"{UNCOVERED_USERS}_day"))
-    for periods, name in families:
-        rest_df = uncovered_users(
-            keyed_df, published_pairs_df, cfg.timezone, cfg.day_parts, periods, cfg.resolutions
-        ).withColumnRenamed(UNCOVERED_USERS, name)
-        counts_df = counts_df.join(rest_df, on=list(_KEY), how="left")
+        families[f"{UNCOVERED_USERS}_day"] = [DAY]
+    rest_df = uncovered_by_family(
+        keyed_df, published_pairs_df, cfg.timezone, cfg.day_parts, families, cfg.resolutions
+    )
+    counts_df = counts_df.join(rest_df, on=list(_KEY), how="left")
     counts = counts_df.toPandas()  # a row per day-flow
     counts["status"] = decide(counts, cfg.k)
     names = deps.drop_duplicates(C.DEPARTEMENT_CODE).set_index(C.DEPARTEMENT_CODE)[

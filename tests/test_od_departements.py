@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import h3
 import pandas as pd
 import pytest
+from pyspark.sql import functions as F
 
 from jobs import od_departements as odd
 from jobs.od import count_od
@@ -84,7 +85,8 @@ def published_pairs(spark, rows):
     ).select(*cols)  # fmt: skip
 
 
-def test_uncovered_users_are_the_trips_in_no_published_pair_inside_the_row(spark, deps_df):
+def _two_days(spark, deps_df):
+    """Trips of two days and the od_trips pairs published over them."""
     keyed_df = keyed(
         spark,
         deps_df,
@@ -110,9 +112,33 @@ def test_uncovered_users_are_the_trips_in_no_published_pair_inside_the_row(spark
             (8, A, B, day("2024-01-17") + timedelta(hours=17), "evening"),
         ],
     )
+    return keyed_df, pub
+
+
+def test_uncovered_users_are_the_trips_in_no_published_pair_inside_the_row(spark, deps_df):
+    keyed_df, pub = _two_days(spark, deps_df)
     rest_df = odd.uncovered_users(keyed_df, pub, PARIS, DayPartParams(), PERIODS, RESOLUTIONS)
     got = rows_of(rest_df, C.ORIGIN_CODE, C.DESTINATION_CODE, C.PERIOD_START, odd.UNCOVERED_USERS)
     assert got == [("75", "13", day("2024-01-17"), 1), ("92", "13", day("2024-01-16"), 1)]
+
+
+def test_families_in_one_pass_equal_one_call_per_family(spark, deps_df):
+    """The stage's single pass (all periods, then the day pairs alone) gives each family
+    what its own call gives; rows fully covered read 0 instead of being absent."""
+    keyed_df, pub = _two_days(spark, deps_df)
+    families = {"all": PERIODS, "day": ["day"]}
+    both = odd.uncovered_by_family(keyed_df, pub, PARIS, DayPartParams(), families, RESOLUTIONS)
+    for name, periods in families.items():
+        alone = odd.uncovered_users(keyed_df, pub, PARIS, DayPartParams(), periods, RESOLUTIONS)
+        want = rows_of(alone, C.ORIGIN_CODE, C.DESTINATION_CODE, C.PERIOD_START,
+                       odd.UNCOVERED_USERS)  # fmt: skip
+        got = rows_of(both.filter(F.col(name) > 0), C.ORIGIN_CODE, C.DESTINATION_CODE,
+                      C.PERIOD_START, name)  # fmt: skip
+        assert got == want, name
+    # the day pairs alone leave the evening trip of the 17th uncovered too
+    day_only = rows_of(both, C.ORIGIN_CODE, C.DESTINATION_CODE, C.PERIOD_START, "day")
+    assert (("75", "13", day("2024-01-17"), 2)) in day_only
+    assert len(day_only) == 3  # every row with a trip, 0 where all are covered
 
 
 def test_decide_suppresses_small_rows_and_rows_with_a_small_remainder():
