@@ -17,15 +17,34 @@ os.environ.setdefault("PREFECT_HOME", str(ROOT / ".state" / f"prefect-test-{_WOR
 os.environ.setdefault("MOBITERRA_PSEUDONYM_KEY", "test-key-not-secret")
 
 
-# Tests that read the bundled sample's run (2.7 M events, ~160 s) stay on one worker, so
+# Tests that read the bundled sample's run (2.7 M events, ~4 min) stay on one worker, so
 # the run is made once; the other worker takes everything else meanwhile.
 SAMPLE_RUN_MODULES = {"test_notebooks"}  # takes sample_run through request.getfixturevalue
 
 
 def pytest_itemcollected(item):
+    """One xdist group per module (the sample run's tests apart): a module's tests share
+    its module-scoped runs, which each worker running one of its tests would redo (the
+    publish-tables run was made three times over three workers)."""
     # here, not in pytest_collection_modifyitems: xdist's own modifyitems reads the groups
     if "sample_run" in item.fixturenames or item.module.__name__ in SAMPLE_RUN_MODULES:
         item.add_marker(pytest.mark.xdist_group("sample_run"))
+    else:
+        item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+# Modules of several minutes, each on one worker: scheduled right after the sample run's
+# group, so that no long group starts last while the other worker idles.
+LONG_MODULES = ("test_cluster", "test_flows", "test_run")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        if item.get_closest_marker("xdist_group").args[0] == "sample_run":
+            return 0
+        return 1 if item.module.__name__ in LONG_MODULES else 2
+
+    items.sort(key=rank)  # stable: each module keeps its order
 
 
 @pytest.fixture(scope="session")
