@@ -2,8 +2,9 @@
 worker and a Connect server whose executors run on that worker), started on 127.0.0.1
 from the classes and scripts pyspark ships: outputs equal local mode's.
 
-Each run is a ``mobiterra run`` subprocess (the test session's own SparkSession stays
-untouched) on a small slice of the sample. h3 is never needed on executors (coverage is
+The cluster run is a ``mobiterra run --remote`` subprocess (a Connect client cannot share
+the test session's process); the local reference runs in the test session's own Spark
+session. Both on a small slice of the sample. h3 is never needed on executors (coverage is
 computed on the driver); the gate's applyInPandas needs the project's Python packages
 there, which the worker and the Connect server get by running the venv's interpreter.
 """
@@ -106,33 +107,46 @@ def events(workdir) -> Path:
     return path
 
 
-def run_month(workdir: Path, events: Path, name: str, *engine: str) -> Path:
-    """``mobiterra run`` in a subprocess with absolute paths; returns OUT/MONTH."""
-    out = workdir / f"out-{name}"
+def run_arguments(workdir: Path, events: Path, name: str) -> list[str]:
+    """``mobiterra run`` arguments (absolute paths) of the run called ``name``; its
+    month is written to OUT/MONTH (:func:`month_of`)."""
     config = workdir / "light.toml"
     # a small input: few shuffle partitions (the default 8 suits the sample's full size),
     # and one period per mobility table (hours dominate their volume)
     config.write_text(LIGHT_CONFIG)
-    cmd = [
-        str(MOBITERRA), "run", "--events", str(events), "--cells", str(CELLS),
-        "--month", MONTH, "--baseline-month", BASELINE, "--out", str(out),
+    return [
+        "run", "--events", str(events), "--cells", str(CELLS),
+        "--month", MONTH, "--baseline-month", BASELINE, "--out", str(workdir / f"out-{name}"),
         "--work-dir", str(workdir / f"work-{name}"), "--resolutions", "6,7,8", "--quiet",
         # coverage is driver-side pandas/shapely, the same in every mode: the cheap one
         "--coverage", "point", "--config", str(config),
-        *engine,
     ]  # fmt: skip
+
+
+def month_of(workdir: Path, name: str) -> Path:
+    return workdir / f"out-{name}" / MONTH
+
+
+def run_month(workdir: Path, events: Path, name: str, *engine: str) -> Path:
+    """``mobiterra run`` in a subprocess; returns OUT/MONTH."""
     done = subprocess.run(
         # from the checkout: its .state/cache (coverage, DEGURBA grid) is built once
-        cmd, cwd=ROOT, env={**os.environ, "PYSPARK_PYTHON": sys.executable},
+        [str(MOBITERRA), *run_arguments(workdir, events, name), *engine],
+        cwd=ROOT, env={**os.environ, "PYSPARK_PYTHON": sys.executable},
         capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    return out / MONTH
+    return month_of(workdir, name)
 
 
 @pytest.fixture(scope="module")
-def local_month(workdir, events) -> Path:
-    return run_month(workdir, events, "local", "--master", "local[2]")
+def local_month(spark, workdir, events) -> Path:
+    """The reference: embedded local mode, in the test session's own (warm) Spark session
+    (local[2], as a subprocess with ``--master local[2]`` would be, ~40 s sooner)."""
+    from mobiterra import cli
+
+    assert cli.main(run_arguments(workdir, events, "local")) == 0
+    return month_of(workdir, "local")
 
 
 @pytest.fixture(scope="module")

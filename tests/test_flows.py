@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -245,18 +246,15 @@ def _assert_no_user_ids(text: str, raw_ids: list[str]) -> None:
     assert not KEYED_ID.search(text)
 
 
-@pytest.mark.slow
-def test_forced_failure_is_retried_month_commits_once_and_rerun_is_identical(
-    spark, harness, small_events, tmp_path, monkeypatch
-):
-    events, raw_ids = small_events
+@pytest.fixture(scope="module")
+def retried_month(spark, harness, small_events, tmp_path_factory):
+    """April through monthly_report, its residence stage failing once (a lost executor):
+    (cfg, state, residence stage calls, commits, a copy of the committed month)."""
+    events, _ = small_events
+    tmp_path = tmp_path_factory.mktemp("retried")
     cfg = _cfg(tmp_path, events, baseline_month="2020-02")
-    # the production back-off is 10 s then 60 s; the retry itself is what is tested
-    monkeypatch.setattr(
-        monthly, "spark_stage", monthly.spark_stage.with_options(retry_delay_seconds=0)
-    )
-    residence_calls = []
-    real_residence = stages.stage_residence
+    residence_calls, commits = [], []
+    real_residence, real_commit = stages.stage_residence, output.commit_month
 
     def lose_an_executor_once(*args):
         residence_calls.append(args[4])  # (spark, cfg, events, coverage, month, work)
@@ -264,19 +262,26 @@ def test_forced_failure_is_retried_month_commits_once_and_rerun_is_identical(
             raise RuntimeError("injected: executor lost")
         return real_residence(*args)
 
-    commits = []
-    real_commit = output.commit_month
-
     def counting_commit(*args):
         commits.append(args)
         return real_commit(*args)
 
-    monkeypatch.setattr(stages, "stage_residence", lose_an_executor_once)
-    monkeypatch.setattr(output, "commit_month", counting_commit)
-
-    state = monthly.monthly_report(cfg, return_state=True)
+    with pytest.MonkeyPatch.context() as mp:
+        # the production back-off is 10 s then 60 s; the retry itself is what is tested
+        mp.setattr(monthly, "spark_stage", monthly.spark_stage.with_options(retry_delay_seconds=0))
+        mp.setattr(stages, "stage_residence", lose_an_executor_once)
+        mp.setattr(output, "commit_month", counting_commit)
+        state = monthly.monthly_report(cfg, return_state=True)
     assert state.is_completed(), state
-    first = Path(state.result())
+    kept = tmp_path / "first-run"
+    shutil.copytree(state.result(), kept)
+    return cfg, state, residence_calls, commits, kept
+
+
+@pytest.mark.slow
+def test_forced_failure_is_retried_and_the_month_commits_once(small_events, retried_month):
+    _, raw_ids = small_events
+    cfg, state, residence_calls, commits, _ = retried_month
     assert residence_calls == ["2020-04", "2020-04", "2020-02"]
     tasks = _task_runs(state.state_details.flow_run_id)
     assert [t.run_count for t in tasks["residence"]] == [2]  # one task, retried once
@@ -287,20 +292,11 @@ def test_forced_failure_is_retried_month_commits_once_and_rerun_is_identical(
 
     [record] = _artifacts(records.artifact_key("monthly-report", "2020-04"))
     assert record.type == "markdown"
-    assert str(first) in record.data
+    assert str(state.result()) in record.data
     assert "| read | 135,862 |" in record.data  # 135,859 sample rows + 3 bad ones
     assert "| quarantined | 3 |" in record.data
     assert "residence_shift" in record.data and "Invariant holds" in record.data
     _assert_no_user_ids(record.data, raw_ids)
-
-    # rerun the finished month: replaced whole, same content
-    kept = tmp_path / "first-run"
-    first.rename(kept)
-    monkeypatch.setattr(stages, "stage_residence", real_residence)
-    again = Path(monthly.monthly_report(cfg))
-    compared = assert_same_month(kept, again)
-    assert {"residents", "residence_shift", "quarantine/events"} <= set(compared)
-    assert len(pd.read_parquet(again / "residents")) > 0
 
 
 def test_a_failure_names_the_stage_and_the_input(harness, small_events, tmp_path, monkeypatch):
@@ -341,21 +337,30 @@ def test_failed_stage_from_the_trail():
 
 
 @pytest.mark.slow
-def test_backfill_flow_skips_the_gap_and_uses_the_fixed_baseline(
-    spark, harness, small_events, tmp_path
+def test_backfill_flow_skips_the_gap_and_rerun_replaces_the_month_identically(
+    small_events, retried_month
 ):
+    """The backfill reruns April into the retried run's release (a stale file added):
+    the month is replaced whole, with the same tables and manifest."""
     from flows.backfill import backfill
 
-    events, raw_ids = small_events
-    cfg = _cfg(tmp_path, events, month=None)
+    _, raw_ids = small_events
+    first_cfg, _, _, _, kept = retried_month
+    month = Path(first_cfg.out) / "2020-04"
+    (month / "stale-file").write_text("from an older run")
+    cfg = first_cfg.model_copy(update={"month": None, "baseline_month": None})
     done = backfill(cfg, "2020-03", "2020-04", "fixed:2020-02")
     assert [(r["month"], r["status"], r["baseline"]) for r in done] == [
         ("2020-03", "skipped", None),
         ("2020-04", "done", "2020-02"),
     ]
-    manifest = (Path(cfg.out) / "2020-04" / "manifest.json").read_text()
+    manifest = (month / "manifest.json").read_text()
     assert '"baseline_month": "2020-02"' in manifest
     assert sorted(p.name for p in Path(cfg.out).iterdir()) == ["2020-04"]
+    assert not (month / "stale-file").exists()
+    compared = assert_same_month(kept, month)
+    assert {"residents", "residence_shift", "quarantine/events"} <= set(compared)
+    assert len(pd.read_parquet(month / "residents")) > 0
     [record] = _artifacts(records.artifact_key("backfill", "2020-03-2020-04"))
     assert "| 2020-03 | skipped |" in record.data and "| 2020-04 | done | 2020-02 |" in record.data
     _assert_no_user_ids(record.data, raw_ids)
