@@ -22,12 +22,16 @@ os.environ.setdefault("MOBITERRA_PSEUDONYM_KEY", "test-key-not-secret")
 SAMPLE_RUN_MODULES = {"test_notebooks"}  # takes sample_run through request.getfixturevalue
 
 
+def _on_the_sample_run(item) -> bool:
+    return "sample_run" in item.fixturenames or item.module.__name__ in SAMPLE_RUN_MODULES
+
+
 def pytest_itemcollected(item):
     """One xdist group per module (the sample run's tests apart): a module's tests share
     its module-scoped runs, which each worker running one of its tests would redo (the
     publish-tables run was made three times over three workers)."""
     # here, not in pytest_collection_modifyitems: xdist's own modifyitems reads the groups
-    if "sample_run" in item.fixturenames or item.module.__name__ in SAMPLE_RUN_MODULES:
+    if _on_the_sample_run(item):
         item.add_marker(pytest.mark.xdist_group("sample_run"))
     else:
         item.add_marker(pytest.mark.xdist_group(item.module.__name__))
@@ -40,7 +44,7 @@ LONG_MODULES = ("test_cluster", "test_flows", "test_run")
 
 def pytest_collection_modifyitems(items):
     def rank(item) -> int:
-        if item.get_closest_marker("xdist_group").args[0] == "sample_run":
+        if _on_the_sample_run(item):
             return 0
         return 1 if item.module.__name__ in LONG_MODULES else 2
 

@@ -116,7 +116,8 @@ def run_arguments(workdir: Path, events: Path, name: str) -> list[str]:
     config.write_text(LIGHT_CONFIG)
     return [
         "run", "--events", str(events), "--cells", str(CELLS),
-        "--month", MONTH, "--baseline-month", BASELINE, "--out", str(workdir / f"out-{name}"),
+        "--month", MONTH, "--baseline-month", BASELINE,
+        "--out", str(month_of(workdir, name).parent),
         "--work-dir", str(workdir / f"work-{name}"), "--resolutions", "6,7,8", "--quiet",
         # coverage is driver-side pandas/shapely, the same in every mode: the cheap one
         "--coverage", "point", "--config", str(config),

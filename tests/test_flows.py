@@ -338,17 +338,22 @@ def test_failed_stage_from_the_trail():
 
 @pytest.mark.slow
 def test_backfill_flow_skips_the_gap_and_rerun_replaces_the_month_identically(
-    small_events, retried_month
+    small_events, retried_month, tmp_path
 ):
-    """The backfill reruns April into the retried run's release (a stale file added):
-    the month is replaced whole, with the same tables and manifest."""
+    """The backfill reruns April over a copy of the retried run's release (a stale file
+    added): the month is replaced whole, with the same tables and manifest."""
     from flows.backfill import backfill
 
     _, raw_ids = small_events
     first_cfg, _, _, _, kept = retried_month
-    month = Path(first_cfg.out) / "2020-04"
+    out = tmp_path / "out"
+    month = out / "2020-04"
+    shutil.copytree(kept, month)  # the fixture's own release stays as the other test saw it
     (month / "stale-file").write_text("from an older run")
-    cfg = first_cfg.model_copy(update={"month": None, "baseline_month": None})
+    cfg = first_cfg.model_copy(
+        update={"month": None, "baseline_month": None, "out": str(out),
+                "work_dir": str(tmp_path / "work")}
+    )  # fmt: skip
     done = backfill(cfg, "2020-03", "2020-04", "fixed:2020-02")
     assert [(r["month"], r["status"], r["baseline"]) for r in done] == [
         ("2020-03", "skipped", None),
