@@ -153,11 +153,22 @@ def accepted_events(
         # partial aggregation, which on near-unique keys only costs (halves the step).
         .repartition(C.USER_ID)
         .dropDuplicates([C.USER_ID, C.TIMESTAMP, C.CELL_ID])
-        .select(
-            user_key(F.col(C.USER_ID), key).alias(C.USER_KEY),
-            F.col(C.TIMESTAMP),
-            F.col(C.CELL_ID),
-        )
+        .join(user_keys(classified_df, key), C.USER_ID)
+        .select(C.USER_KEY, C.TIMESTAMP, C.CELL_ID)
+    )
+
+
+def user_keys(classified_df: DataFrame, key: bytes) -> DataFrame:
+    """(user_id, user_key) of every user id read: the HMAC once per user, not per event.
+
+    Two SHA-256 per row were most of the ingest's CPU (10 M events: 9.5 s against 2.0 s
+    for the plain scan, local[2]); the distinct ids are few, and a second read of the
+    user id column alone is cheap. The mapping stays inside the job (never written)."""
+    return (
+        classified_df.select(C.USER_ID)
+        .filter(F.col(C.USER_ID).isNotNull())
+        .distinct()
+        .select(C.USER_ID, user_key(F.col(C.USER_ID), key).alias(C.USER_KEY))
     )
 
 

@@ -96,6 +96,31 @@ def test_exact_duplicates_are_dropped_and_counted(spark, cells_df):
     assert counts.reconciles()
 
 
+def test_each_accepted_event_carries_its_users_hmac(spark, cells_df):
+    """The keys are computed once per user id and joined back: every accepted event must
+    still carry HMAC(key, its own user id), and a user with only rejected rows none."""
+    import hashlib
+    import hmac
+
+    rows = [
+        ("u1", "2020-03-05T10:00:00Z", "good"),
+        ("u1", "2020-03-06T10:00:00Z", "good"),
+        ("u2", "2020-03-05T11:00:00Z", "good"),
+        ("élise", "2020-03-05T12:00:00Z", "good"),  # non-ASCII: the UTF-8 bytes are keyed
+        ("u3", "2020-03-05T12:00:00Z", "nowhere"),  # rejected only
+        (None, "2020-03-05T12:00:00Z", "good"),
+    ]
+    got = ingest.accepted_events(_classify(spark, cells_df, rows), b"secret").collect()
+    want = {
+        u: hmac.new(b"secret", u.encode(), hashlib.sha256).hexdigest()[:32]
+        for u in ("u1", "u2", "élise")
+    }
+    assert sorted(r[C.USER_KEY] for r in got) == sorted(
+        [want["u1"]] * 2 + [want["u2"], want["élise"]]
+    )
+    assert C.USER_ID not in got[0].asDict()
+
+
 USERS = st.sampled_from([None, "", "u1", "u2", "u3"])
 TIMES = st.sampled_from(
     [
