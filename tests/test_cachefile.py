@@ -39,3 +39,23 @@ def test_an_existing_file_is_read_not_built(tmp_path):
         raise AssertionError("built again")
 
     assert cached(path, fail, lambda v, tmp: None, lambda p: Path(p).read_text()) == "old"
+
+
+def test_in_memory_reads_once_hands_out_copies_and_rereads_a_changed_file(tmp_path):
+    import os
+
+    from mobiterra.cachefile import in_memory
+
+    path, reads = tmp_path / "t.txt", []
+    path.write_text("a")
+
+    def load() -> list[str]:
+        reads.append(1)
+        return [path.read_text()]
+
+    first = in_memory(path, load, list)
+    first.append("edited by a caller")
+    assert in_memory(path, load, list) == ["a"] and len(reads) == 1
+    path.write_text("bb")
+    os.utime(path, ns=(1, 1))  # a new mtime even within the clock's resolution
+    assert in_memory(path, load, list) == ["bb"] and len(reads) == 2

@@ -21,10 +21,9 @@ GRID_RESOLUTION = 8
 
 
 def h3_parent(cells: np.ndarray, resolution: int) -> np.ndarray:
-    """Parents (int64) of int64 H3 cells at a coarser resolution."""
-    return np.fromiter(
-        (h3i.cell_to_parent(int(c), resolution) for c in cells), np.int64, len(cells)
-    )
+    """Parents (int64) of int64 H3 cells at a coarser resolution (bit arithmetic: the
+    France grid's 1.3 M cells per call took 2 s through ``h3.cell_to_parent``)."""
+    return parent_np(cells, resolution)
 
 
 def hierarchical_pieces(published: pd.DataFrame, value: str, keys: list[str]) -> pd.DataFrame:

@@ -30,7 +30,7 @@ import geopandas as gpd
 import pandas as pd
 import shapely
 
-from mobiterra.cachefile import cached
+from mobiterra.cachefile import cached, in_memory
 
 CRS = "EPSG:4326"
 # Overseas départements; "metropolitan France" is everything else (96 départements).
@@ -138,8 +138,12 @@ def _build_all_communes() -> gpd.GeoDataFrame:
 
 def _cached(name: str, build) -> gpd.GeoDataFrame:
     path = cache_dir() / f"{name}_{_CACHE_VERSION}.parquet"
-    return cached(
-        path, build, lambda gdf, tmp: gdf.to_parquet(tmp, compression="zstd"), gpd.read_parquet
+    return in_memory(
+        path,
+        lambda: cached(
+            path, build, lambda gdf, tmp: gdf.to_parquet(tmp, compression="zstd"), gpd.read_parquet
+        ),
+        lambda gdf: gdf.copy(),
     )
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from mobiterra.cachefile import cached
+from mobiterra.cachefile import cached, in_memory
 from mobiterra.geo.france import _CACHE_VERSION, CRS, cache_dir, communes
 
 
@@ -117,12 +117,17 @@ def population_grid(resolution: int = 8, departements: list[str] | None = None) 
     folder = cache_dir() / f"population_grid_r{resolution}_{_CACHE_VERSION}"
     frames = []
     for dep in wanted:
+        path = folder / f"{dep}.parquet"
         frames.append(
-            cached(
-                folder / f"{dep}.parquet",
-                lambda dep=dep: _build_population_grid(resolution, dep),
-                lambda grid, tmp: grid.to_parquet(tmp, compression="zstd", index=False),
-                pd.read_parquet,
+            in_memory(
+                path,
+                lambda dep=dep, path=path: cached(
+                    path,
+                    lambda: _build_population_grid(resolution, dep),
+                    lambda grid, tmp: grid.to_parquet(tmp, compression="zstd", index=False),
+                    pd.read_parquet,
+                ),
+                lambda grid: grid,  # concatenated below: a new frame already
             )
         )
     return pd.concat(frames, ignore_index=True)
