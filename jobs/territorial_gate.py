@@ -181,9 +181,28 @@ def _blocks(
         cols.append(np.where(on, codes[:, j], -1))
     cols += [np.where(f.published_mask(), f.codes, -1) for f in fixed]
     sig = np.column_stack(cols) if cols else np.zeros((len(users), 0), dtype=np.int64)
-    uniq, inverse = np.unique(sig, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    uniq, inverse = unique_rows(sig)
     return uniq, inverse, np.bincount(inverse, weights=users, minlength=len(uniq))
+
+
+def unique_rows(sig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(sig, axis=0, return_inverse=True)`` of an int matrix, by factorizing
+    one column at a time (hashing) and sorting only the distinct rows: np.unique's
+    row-wise sort of every atom was 3 s of the 8 s diagnostics stage at 10 M events."""
+    n, m = sig.shape
+    if n == 0 or m == 0:
+        return np.unique(sig, axis=0, return_inverse=True)[0], np.zeros(n, dtype=np.int64)
+    group = np.zeros(n, dtype=np.int64)
+    for j in range(m):
+        col, _ = pd.factorize(sig[:, j])
+        group, _ = pd.factorize(group * (col.max() + 1) + col)
+    first = np.zeros(group.max() + 1, dtype=np.int64)
+    first[group[::-1]] = np.arange(n - 1, -1, -1)  # first row of each group
+    reps = sig[first]
+    order = np.lexsort(reps.T[::-1])  # lexicographic, first column first
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return reps[order], rank[group]
 
 
 def _rows(

@@ -421,3 +421,18 @@ def test_stage_on_real_communes_writes_the_table_validate_reads(spark, tmp_path)
     alone = pd.read_parquet(staging / "diagnostics")
     assert alone[D.RESIDENTS_EST].isna().all()  # no expansion table: no estimate
     assert alone[D.RESIDENTS_BASELINE].isna().all() and (alone[D.KIND] == D.KIND_TERRITORY).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.tuples(st.integers(0, 60), st.integers(0, 5)),
+    high=st.integers(0, 6),
+    seed=st.integers(0, 2**16),
+)
+def test_unique_rows_is_numpys_unique_over_rows(shape, high, seed):
+    """The gate's blocks are the distinct signatures in np.unique's order, found faster."""
+    sig = np.random.default_rng(seed).integers(-1, high + 1, shape)
+    want, want_inverse = np.unique(sig, axis=0, return_inverse=True)
+    got, inverse = tg.unique_rows(sig)
+    assert np.array_equal(got, want) and got.shape == want.shape
+    assert np.array_equal(inverse, want_inverse.reshape(-1))
