@@ -97,8 +97,8 @@ def test_exact_duplicates_are_dropped_and_counted(spark, cells_df):
 
 
 def test_each_accepted_event_carries_its_users_hmac(spark, cells_df):
-    """The keys are computed once per user id and joined back: every accepted event must
-    still carry HMAC(key, its own user id), and a user with only rejected rows none."""
+    """Every accepted event carries HMAC(key, its own user id), UTF-8 encoded and
+    truncated; a user with only rejected rows has no event."""
     import hashlib
     import hmac
 
