@@ -15,7 +15,8 @@ grows with the stays and the published rows, not with user-hours.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -150,46 +151,106 @@ def _window_hours(name: str, day_parts: DayPartParams) -> tuple[int, int, int]:
     return start, end, 1 if start > end else 0
 
 
-def _label_span(name: str, timezone: str, day_parts: DayPartParams) -> Column:
-    """struct(period, _first, _last): the label dates of the ``name`` periods a slot range
-    holds a slot of (nulls when none).
+def _to_utc(day: date, hour: int, zone: ZoneInfo) -> datetime:
+    """UTC instant of local ``hour``:00 on ``day`` (hour 24 = the next midnight): a
+    wall-clock time in a DST gap moves forward, one in an overlap takes the earlier
+    offset, as Spark's to_utc_timestamp does."""
+    wall = datetime.combine(day, time()) + timedelta(hours=hour)
+    return wall.replace(tzinfo=zone).astimezone(UTC).replace(tzinfo=None)
 
-    Periods of one type are disjoint, ordered and at least an hour long, so those a
-    continuous range touches are consecutive: only the first and last are searched, among
-    the labels of the day before to the day after each end of the range. A period holds
-    a slot when a slot's start lies in [period start, period end), as when labelling each
-    slot (jobs.periods.period_labels).
+
+def slot_labels(
+    base: datetime, n_slots: int, name: str, timezone: str, day_parts: DayPartParams
+) -> list[date | None]:
+    """The label date of the ``name`` period holding each UTC hour slot base + i hours
+    (None outside every such period); ``base`` is naive UTC, on the hour.
+
+    A period holds a slot when the slot's start lies in [period start, period end), as
+    when labelling each slot (jobs.periods.period_labels).
     """
+    zone = ZoneInfo(timezone)
     start_h, end_h, end_days = _window_hours(name, day_parts)
+    labels: list[date | None] = [None] * n_slots
+    first_day = (base.replace(tzinfo=UTC).astimezone(zone)).date() - timedelta(days=1)
+    last_day = (base + timedelta(hours=n_slots)).replace(tzinfo=UTC).astimezone(zone).date()
+    day = first_day
+    while day <= last_day:
+        begin = _ceil_hour_dt(_to_utc(day, start_h, zone))
+        stop = _to_utc(day + timedelta(days=end_days), end_h, zone)
+        lo = max(0, int((begin - base).total_seconds() // 3600))
+        i = lo
+        while i < n_slots and base + timedelta(hours=i) < stop:
+            labels[i] = day
+            i += 1
+        day += timedelta(days=1)
+    return labels
 
-    def holds(day: Column) -> Column:
-        first_inside = F.greatest(F.col(FIRST), _ceil_hour(_local_start(day, start_h, timezone)))
-        period_end = _local_start(day, end_h, timezone, end_days)
-        return (first_inside <= F.col(LAST)) & (first_inside < period_end)
 
-    def around(ts: str) -> list[Column]:
-        day = F.to_date(F.from_utc_timestamp(F.col(ts), timezone))
-        return [F.date_sub(day, 1), day, F.date_add(day, 1)]
+def _int_array(values: list[int]) -> str:
+    return "array(" + ",".join(str(v) for v in values) + ")"
 
-    def first_holding(days: list[Column]) -> Column:
-        # the first of the candidate labels that holds a slot (CASE WHENs: no array lambda)
-        return F.coalesce(*[F.when(holds(day), day) for day in days])
 
+def _label_span(
+    name: str, base: datetime, n_slots: int, timezone: str, day_parts: DayPartParams
+) -> Column:
+    """struct(period, _from, _to): the label dates of the ``name`` periods a slot range
+    [_first, _last] holds a slot of (nulls when none).
+
+    Periods of one type are disjoint and ordered, so those a continuous range touches are
+    consecutive: the first is the label of the first holding slot at or after _first (if
+    it is not after _last), the last that of the last holding slot at or before _last.
+    Both are looked up in arrays over the run's slots made on the driver (slot_labels),
+    not computed per row: the time zone arithmetic per stay had cost ~35 us a row.
+    """
+    labels = slot_labels(base, n_slots, name, timezone, day_parts)
+    days = [None if d is None else (d - _EPOCH).days for d in labels]
+    next_day, next_slot, prev_day = [-1] * n_slots, [n_slots] * n_slots, [-1] * n_slots
+    ahead: tuple[int, int] = (-1, n_slots)
+    for i in range(n_slots - 1, -1, -1):
+        if days[i] is not None:
+            ahead = (days[i], i)
+        next_day[i], next_slot[i] = ahead
+    behind = -1
+    for i in range(n_slots):
+        if days[i] is not None:
+            behind = days[i]
+        prev_day[i] = behind
+    base_s = int(base.replace(tzinfo=UTC).timestamp())
+
+    def slot(ts: str) -> str:  # 0-based index of the slot starting at ts (an hour start)
+        return f"CAST((unix_seconds({ts}) - {base_s}) DIV 3600 AS INT)"
+
+    def at(values: list[int], ts: str) -> Column:
+        return F.expr(f"element_at({_int_array(values)}, {slot(ts)} + 1)")
+
+    slot_of_last = F.expr(slot(LAST))
+    found = at(next_slot, FIRST) <= slot_of_last
     return F.struct(
         F.lit(name).alias(C.PERIOD),
-        first_holding(around(FIRST)).alias("_from"),  # the earliest holding label
-        first_holding(around(LAST)[::-1]).alias("_to"),  # the latest
+        F.when(found, F.date_from_unix_date(at(next_day, FIRST))).alias("_from"),
+        F.when(found, F.date_from_unix_date(at(prev_day, LAST))).alias("_to"),
     )
 
 
+_EPOCH = date(1970, 1, 1)
+
+
 def with_label_ranges(
-    ranges_df: DataFrame, timezone: str, day_parts: DayPartParams, periods: list[str]
+    ranges_df: DataFrame,
+    timezone: str,
+    day_parts: DayPartParams,
+    periods: list[str],
+    start: datetime,
+    until: datetime,
 ) -> DataFrame:
     """Slot ranges -> ranges of label dates, one row per period type they touch.
 
-    Replaces _first/_last (timestamps) by _first/_last (dates) and adds ``period``.
+    Replaces _first/_last (timestamps) by _first/_last (dates) and adds ``period``. Every
+    range's slots must lie in [start, until) (naive UTC), as with_slot_range clips them.
     """
-    spans = F.array(*[_label_span(name, timezone, day_parts) for name in periods])
+    base = start.replace(minute=0, second=0, microsecond=0)
+    n_slots = int((until - base).total_seconds() // 3600) + 1
+    spans = F.array(*[_label_span(name, base, n_slots, timezone, day_parts) for name in periods])
     others = [c for c in ranges_df.columns if c not in (FIRST, LAST)]
     return (
         ranges_df.withColumn("_span", F.explode(spans))
@@ -210,6 +271,25 @@ def _period_start(day: Column, timezone: str, day_parts: DayPartParams, periods:
         value = _local_start(day, _window_hours(name, day_parts)[0], timezone)
         out = (F.when if out is None else out.when)(F.col(C.PERIOD) == name, value)
     return out
+
+
+def _naive_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _bounds(
+    stays_df: DataFrame, start: datetime | None, until: datetime | None
+) -> tuple[datetime, datetime]:
+    """(start, until) as naive UTC; a missing bound is read from the stays (one small job:
+    only callers without a month, such as tests, leave them out)."""
+    if start is None or until is None:
+        lo, hi = stays_df.agg(
+            F.min(F.unix_seconds(C.STAY_START)), F.max(F.unix_seconds(C.STAY_END))
+        ).first()
+        epoch = datetime(1970, 1, 1)
+        start = start or epoch + timedelta(seconds=lo or 0)
+        until = until or epoch + timedelta(seconds=(hi or 0) + 3600)
+    return _naive_utc(start), _naive_utc(until)
 
 
 def count_present_population(
@@ -250,9 +330,12 @@ def count_present_population(
         )
     longer = [p for p in PERIODS if p in periods and p != HOUR]
     if longer:
+        until = end + _TAIL if end else None
         parts.append(
-            stays_df.transform(with_slot_range, start, end + _TAIL if end else None)
-            .transform(with_label_ranges, timezone, day_parts, longer)
+            stays_df.transform(with_slot_range, start, until)
+            .transform(
+                with_label_ranges, timezone, day_parts, longer, *_bounds(stays_df, start, until)
+            )
             .transform(with_resolutions, cell, resolutions)
             .transform(count_by_sweep, [C.RESOLUTION, C.H3_CELL, C.PERIOD], _days)
             .withColumn(C.PERIOD_START, _period_start(F.col("_at"), timezone, day_parts, longer))

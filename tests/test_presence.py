@@ -171,3 +171,20 @@ def test_fast_path_equals_hour_slot_definition_on_random_stays(spark, timezone):
     fast = counted(count_present_population(*args))
     assert counted(_by_hour_slots(*args)) == fast
     assert {r[2] for r in fast} == set(periods)
+
+
+def test_slot_labels_follow_local_day_parts_across_dst():
+    # Night 22:00-06:00 of Saturday 30 March 2024: 21:00 UTC (CET) to 04:00 UTC (CEST),
+    # seven hour slots; the day of the 31st (23 hours) from 22:00 UTC on the 30th.
+    from datetime import date
+
+    from jobs.presence import slot_labels
+
+    base = datetime(2024, 3, 30, 12, 0)  # naive UTC
+    night = slot_labels(base, 48, "night", PARIS, PARTS)
+    held = [base + timedelta(hours=i) for i, d in enumerate(night) if d == date(2024, 3, 30)]
+    assert held[0] == datetime(2024, 3, 30, 21, 0) and len(held) == 7
+    assert night[8] is None  # 20:00 UTC = 21:00 CET, an evening hour
+    day = slot_labels(base, 48, "day", PARIS, PARTS)
+    assert day.count(date(2024, 3, 31)) == 23
+    assert day[0] == date(2024, 3, 30) and None not in day
