@@ -164,6 +164,16 @@ def _choose(
     return cand[order][first]
 
 
+def _group_ids(df: pd.DataFrame, group: Sequence[str]) -> np.ndarray:
+    """One int64 id per distinct combination of the ``group`` columns (0 without any),
+    column by column (a MultiIndex factorize of a million rows took 0.8 s)."""
+    ids = np.zeros(len(df), dtype=np.int64)
+    for col in group:
+        codes, uniques = pd.factorize(df[col], use_na_sentinel=True)
+        ids = pd.factorize(ids * (len(uniques) + 1) + (codes + 1))[0].astype(np.int64)
+    return ids
+
+
 def decide(
     df: pd.DataFrame,
     *,
@@ -184,9 +194,7 @@ def decide(
     """
     order = df.sort_values(["resolution", *cells, *group], kind="stable").index
     data = df.loc[order].reset_index(drop=True)
-    data["_grp"] = (
-        pd.MultiIndex.from_frame(data[list(group)]).factorize()[0] if group else np.zeros(len(data))
-    ).astype(np.int64)
+    data["_grp"] = _group_ids(data, group)
     values = [users, *counts]
     t = _build_tree(data, cells, values)
     status = np.full(t.n, None, dtype=object)

@@ -277,3 +277,17 @@ def test_apply_matches_decide_on_every_row_of_every_period(spark):
     assert (counts[C.USERS] < K).sum() > len(counts) / 2  # most rows skip Python
     assert (expected == SECONDARY).any()
     assert got.fillna("published").equals(expected.sort_index().fillna("published"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["hour", "day", None]), st.integers(0, 3)), max_size=40))
+def test_group_ids_split_rows_as_their_period_values_do(rows):
+    from jobs.suppression import _group_ids
+
+    df = pd.DataFrame(rows, columns=["period", "period_start"])
+    ids = _group_ids(df, ["period", "period_start"])
+    assert len(ids) == len(df)
+    same_values = df.astype(str).agg("|".join, axis=1).to_numpy()
+    for i in range(len(df)):  # equal ids exactly where the (period, start) values are equal
+        assert ((ids == ids[i]) == (same_values == same_values[i])).all()
+    assert (_group_ids(df, []) == 0).all()
