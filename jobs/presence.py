@@ -110,11 +110,18 @@ def count_by_sweep(ranges_df: DataFrame, keys: list[str], step: Step) -> DataFra
     disjoint_df = merge_ranges(ranges_df.repartition(*keys), [C.USER_KEY, *keys], step)
     # One user's ranges in a group are disjoint now: users covering a unit = ranges
     # covering it = running sum of +1 (first unit) and -1 (the unit after the last).
-    changes_df = (
-        disjoint_df.select(*keys, F.col(FIRST).alias("_at"), F.lit(1).alias("_delta"))
-        .unionByName(
-            disjoint_df.select(*keys, step(F.col(LAST), 1).alias("_at"), F.lit(-1).alias("_delta"))
+    # Both changes of a range from one row (explode), not a union of two selects: Spark
+    # prunes each side of a union to its own aggregate (min or max), so the two plans
+    # differ, no exchange is reused and the merge above ran twice.
+    change = F.explode(
+        F.array(
+            F.struct(F.col(FIRST).alias("_at"), F.lit(1).alias("_delta")),
+            F.struct(step(F.col(LAST), 1).alias("_at"), F.lit(-1).alias("_delta")),
         )
+    )
+    changes_df = (
+        disjoint_df.select(*keys, change.alias("_change"))
+        .select(*keys, "_change._at", "_change._delta")
         .groupBy(*keys, "_at")
         .agg(F.sum("_delta").alias("_delta"))
     )
