@@ -231,13 +231,13 @@ def usual_residence(
     The home place is chosen on whole antenna cells (nights are never split by weights);
     the home hexagon is then drawn from the home cell's coverage weights (see
     ``with_drawn_hexagon``), so a voronoi cell's residents spread over its area.
-    The night events are shuffled by user once, first: the later group-by and windows,
-    all by user, then find them clustered instead of shuffling each.
+    (Shuffling the night events by user first, as daytime_anchor does, was measured: at
+    30 M events it shuffled 134 MB instead of 20 MB for the same time, since the nights
+    per cell aggregate well before their exchange.)
     """
     return (
         events_df.transform(with_local_time, timezone)
         .transform(filter_night, params, first, last)
-        .repartition(C.USER_KEY)
         .transform(with_cell_place, coverage_df)
         .transform(count_nights, first)
         .transform(with_home_cell, params.min_nights)
