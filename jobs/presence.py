@@ -33,13 +33,8 @@ _TAIL = timedelta(days=1)
 # starts), then local label dates of days and day-parts.
 FIRST = "_first"
 LAST = "_last"
+_EPOCH = date(1970, 1, 1)  # label dates go into Spark as days since it
 Step = Callable[[Column, int], Column]
-
-
-def _ceil_hour(ts: Column) -> Column:
-    return F.date_trunc(
-        "hour", ts + F.make_dt_interval(hours=F.lit(1)) - F.expr("INTERVAL 1 MICROSECOND")
-    )
 
 
 def _ceil_hour_dt(value: datetime | None) -> datetime | None:
@@ -140,12 +135,10 @@ def count_by_sweep(ranges_df: DataFrame, keys: list[str], step: Step) -> DataFra
     )
 
 
-def _local_start(day: Column, hour: int, timezone: str, days_later: int = 0) -> Column:
-    """UTC instant of local ``hour``:00 on local date ``day`` (+ ``days_later``)."""
-    day = F.date_add(day, days_later) if days_later else day
+def _local_start(day: Column, hour: int, timezone: str) -> Column:
+    """UTC instant of local ``hour``:00 on local date ``day``."""
     # the wall-clock time as a session (UTC) timestamp, read in ``timezone``: the same
-    # instant as make_timestamp(..., timezone), which is ~10x slower per row (this runs
-    # a dozen times per stay and period type)
+    # instant as make_timestamp(..., timezone), which is ~10x slower per row
     wall_clock = F.to_timestamp(day) + F.make_dt_interval(hours=F.lit(hour))
     return F.to_utc_timestamp(wall_clock, timezone)
 
@@ -237,9 +230,6 @@ def _label_span(
         F.when(found, F.date_from_unix_date(at(next_day, FIRST))).alias("_from"),
         F.when(found, F.date_from_unix_date(at(prev_day, LAST))).alias("_to"),
     )
-
-
-_EPOCH = date(1970, 1, 1)
 
 
 def with_label_ranges(
