@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -481,7 +482,7 @@ def test_rerun_replaces_the_outputs_and_leaves_no_scratch(hand_report, tmp_path)
 def test_exports_of_a_big_month_from_a_second_process_are_the_same_files(
     hand_report, tmp_path, monkeypatch
 ):
-    """Above SEPARATE_EXPORT_ROWS the exports are written by a spawned process beside the
+    """Above SEPARATE_EXPORT_ROWS the exports are written by a second process beside the
     maps: same files, byte for byte (GeoPackages aside: SQLite pages carry timestamps)."""
     from mobiterra.report import build
 
@@ -738,3 +739,40 @@ def test_the_browser_check_catches_a_broken_image(hand_report, chromium, serve, 
     base = serve(month)
     chromium.open(f"{base}/report/index.html")
     assert any("404" in e for e in chromium.errors())
+
+
+def test_a_big_month_reported_from_a_plain_script_without_a_main_guard(hand_report, tmp_path):
+    """A user's script that calls build_report at top level (no ``if __name__ ==
+    "__main__"``) must not be run again by the exports' second process."""
+    month = _copy(hand_report[0], tmp_path)
+    script = tmp_path / "my_report.py"
+    script.write_text(
+        "import sys\n"
+        "from mobiterra.report import build\n"
+        "build.SEPARATE_EXPORT_ROWS = 0\n"
+        "print('exports', build.build_report(None, sys.argv[1])['exports'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script), str(month)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["exports", str(hand_report[1]["exports"])]
+    assert sorted(p.name for p in (month / "exports").iterdir()) == sorted(
+        p.name for p in (hand_report[0] / "exports").iterdir()
+    )
+
+
+def test_a_failed_export_process_falls_back_to_exports_written_in_process(
+    hand_report, tmp_path, monkeypatch, caplog
+):
+    from mobiterra.report import build
+
+    month = _copy(hand_report[0], tmp_path)
+    monkeypatch.setattr(build, "SEPARATE_EXPORT_ROWS", 0)
+    monkeypatch.setattr(build, "EXPORT_MODULE", "mobiterra.no_such_module")
+    summary = build_report(None, month)
+    assert summary["exports"] == hand_report[1]["exports"]
+    assert "no_such_module" in caplog.text and "writing the exports here" in caplog.text
+    assert sorted(p.name for p in (month / "exports").iterdir()) == sorted(
+        p.name for p in (hand_report[0] / "exports").iterdir()
+    )

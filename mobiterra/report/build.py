@@ -7,11 +7,13 @@ run before it is committed (jobs.pipeline.run_month).
 
 from __future__ import annotations
 
-import multiprocessing
+import logging
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +27,8 @@ OUTPUTS = ("maps", "exports", "report")
 # starting it costs ~2-3 s of imports; at 10 M events (1.1 M rows) the exports took 15 s
 # and the maps 11 s, on the bundled sample (~0.2 M rows) a few seconds each
 SEPARATE_EXPORT_ROWS = 500_000
+EXPORT_MODULE = "mobiterra.report.export_process"
+log = logging.getLogger(__name__)
 
 
 def build_report(
@@ -74,12 +78,9 @@ def build_report(
         else:
             # A big month: the exports (pandas, GDAL) in a second process while this one
             # draws the maps (matplotlib); both are CPU-bound Python, so threads would not
-            # overlap. Spawned, not forked: this process holds the JVM gateway's threads.
-            spawn = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-                exporting = pool.submit(
-                    export_published, month_dir, work / "exports", data.k, lang, label
-                )
+            # overlap. A new interpreter, not a fork: this process holds the JVM
+            # gateway's threads.
+            with _Exporting(month_dir, work / "exports", data.k, lang, label) as exporting:
                 made, notes = figures.build_maps(ctx, work / "maps", params.departements)
                 t_maps = time.perf_counter()
                 files = exporting.result()
@@ -114,12 +115,51 @@ def build_report(
     }
 
 
-def export_published(month_dir: Path, dest: Path, k: int, lang: str, label: str) -> list[Path]:
-    """exports.export_month of the month's published tables, read here (in the export
-    process) rather than sent from the parent."""
-    from mobiterra import exports
+class _Exporting:
+    """The month's exports written by ``python -m mobiterra.report.export_process``.
 
-    return exports.export_month(inputs.read_tables(month_dir), dest, k, lang=lang, month=label)
+    ``result()`` waits for it and returns the files it wrote. Should it fail (it can only
+    fail the way the same code would here), the exports are written again in this
+    process, so the error, if it is one, is raised with its own traceback."""
+
+    def __init__(self, month_dir: Path, dest: Path, k: int, lang: str, label: str):
+        self.args = [str(month_dir), str(dest), str(k), lang, label]
+        self.month_dir, self.dest, self.k, self.lang, self.label = month_dir, dest, k, lang, label
+
+    def __enter__(self) -> _Exporting:
+        # the parent's import path, as multiprocessing's spawn would pass it
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", EXPORT_MODULE, *self.args],
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            env=env,
+        )
+        return self
+
+    def result(self) -> list[Path]:
+        out, _ = self.proc.communicate()
+        if self.proc.returncode == 0:
+            return [Path(line) for line in out.splitlines() if line]
+        self.stderr.seek(0)
+        tail = self.stderr.read().decode(errors="replace").strip().splitlines()[-1:]
+        log.warning(
+            "the export process failed (%s); writing the exports here instead",
+            tail[0] if tail else f"exit code {self.proc.returncode}",
+        )
+        from mobiterra import exports
+
+        shutil.rmtree(self.dest, ignore_errors=True)
+        tables = inputs.read_tables(self.month_dir)
+        return exports.export_month(tables, self.dest, self.k, lang=self.lang, month=self.label)
+
+    def __exit__(self, *exc) -> None:
+        if self.proc.poll() is None:  # the maps failed: the exports are not wanted
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.close()
 
 
 def _baseline_dir(cfg: RunConfig | None, month_dir: Path) -> Path | None:
