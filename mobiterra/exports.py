@@ -8,12 +8,15 @@ value stays absent. Coordinates are WGS84 (EPSG:4326).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import geopandas as gpd
 import h3
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyogrio
 import shapely
 
@@ -27,6 +30,8 @@ GEOJSON_PRECISION = 6
 GEOJSON_LEFT_OUT_PERIOD = "hour"
 # GDAL's Arrow write path: about twice as fast on the hourly tables.
 USE_ARROW = True
+# Spreadsheet programs read accents (Nièvre) correctly from UTF-8 with a byte-order mark.
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def h3_polygons(cells: pd.Series) -> np.ndarray:
@@ -186,15 +191,82 @@ def iso_utc(ts: pd.Series) -> pd.Series:
     return pd.Series(text[codes], index=ts.index, dtype=object)  # code -1 (NaT) -> None
 
 
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    """A table as CSV (Arrow's writer: ~6x pandas' on the hourly tables), UTF-8 with a
+    byte-order mark; text values quoted, missing values empty, instants as ISO text."""
+    table = pa.Table.from_pandas(_plain_times(df), preserve_index=False)
+    with open(path, "wb") as fh:
+        fh.write(UTF8_BOM)
+        pa_csv.write_csv(table, fh, pa_csv.WriteOptions(quoting_style="needed"))
+
+
+def json_values(values: pd.Series) -> np.ndarray:
+    """Each value as JSON text (missing values ``null``), each distinct value encoded once."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    text = [json.dumps(_plain(v), ensure_ascii=False) for v in uniques]
+    return np.asarray([*text, "null"], dtype=object)[codes]  # code -1 (missing) -> null
+
+
+def _plain(value):
+    if isinstance(value, np.integer | np.bool_ | np.floating):
+        return value.item()
+    return value if isinstance(value, int | float | str | bool) else str(value)
+
+
+def geometry_json(geometries) -> np.ndarray:
+    """RFC 7946 geometry text per row (exterior rings counterclockwise, coordinates to
+    GEOJSON_PRECISION decimals), ``null`` for none. A geometry object repeated over rows
+    (an hourly table's hexagons) is encoded once."""
+    geoms = np.asarray(geometries, dtype=object)
+    codes, _ = pd.factorize(pd.Series([id(g) for g in geoms], dtype="int64"))
+    first_row = np.zeros(codes.max() + 1 if len(codes) else 0, dtype=np.int64)
+    first_row[codes[::-1]] = np.arange(len(codes))[::-1]  # each code's first row
+    unique = geoms[first_row]
+    present = np.array([g is not None for g in unique], dtype=bool)
+    text = np.full(len(unique), "null", dtype=object)
+    if present.any():
+        shapes = shapely.transform(
+            np.asarray(list(unique[present]), dtype=object),
+            lambda xy: np.round(xy, GEOJSON_PRECISION),
+        )
+        text[present] = shapely.to_geojson(shapely.orient_polygons(shapes))
+    return text[codes]
+
+
+def write_geojson(name: str, gdf: gpd.GeoDataFrame, path: Path) -> None:
+    """A GeoDataFrame (WGS84) as an RFC 7946 FeatureCollection, one feature a line.
+
+    Written here rather than by GDAL: each distinct value and geometry is encoded once,
+    which on an hourly table's daily rows is ~4x faster (3.6 s -> ~0.8 s for 236,000
+    hexagon rows)."""
+    attributes = _plain_times(pd.DataFrame(gdf.drop(columns=gdf.geometry.name)))
+    columns = [
+        json.dumps(str(col), ensure_ascii=False) + ": " + json_values(attributes[col])
+        for col in attributes.columns
+    ]
+    geometry = geometry_json(gdf.geometry.array)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write('{\n"type": "FeatureCollection",\n')
+        fh.write(f'"name": {json.dumps(name, ensure_ascii=False)},\n"features": [\n')
+        fh.write(
+            ",\n".join(
+                '{ "type": "Feature", "properties": { '
+                + ", ".join(props)
+                + ' }, "geometry": '
+                + geom
+                + " }"
+                for *props, geom in zip(*columns, geometry, strict=True)
+            )
+        )
+        fh.write("\n]\n}\n")
+
+
 def export_table(name: str, df: pd.DataFrame, dest: Path) -> list[Path]:
     """Write ``name``.csv, ``name``.geojson and ``name``.gpkg into ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     gdf = to_geodataframe(name, df)
     csv = dest / f"{name}.csv"
-    # utf-8-sig: spreadsheet programs then read accents (Nièvre) correctly
-    _plain_times(pd.DataFrame(gdf.drop(columns="geometry"))).to_csv(
-        csv, index=False, encoding="utf-8-sig"
-    )
+    write_csv(pd.DataFrame(gdf.drop(columns="geometry")), csv)
     geojson = dest / f"{name}.geojson"
     if C.PERIOD in gdf:
         # hourly rows repeat each hexagon 24 times a day: a GeoJSON of them is too big to
@@ -202,13 +274,7 @@ def export_table(name: str, df: pd.DataFrame, dest: Path) -> list[Path]:
         gdf_light = gdf[gdf[C.PERIOD] != GEOJSON_LEFT_OUT_PERIOD]
     else:
         gdf_light = gdf
-    pyogrio.write_dataframe(
-        _plain_times(gdf_light),
-        geojson,
-        driver="GeoJSON",
-        layer_options={"COORDINATE_PRECISION": GEOJSON_PRECISION, "RFC7946": "YES"},
-        use_arrow=USE_ARROW,
-    )
+    write_geojson(name, gdf_light, geojson)
     gpkg = dest / f"{name}.gpkg"
     gpkg.unlink(missing_ok=True)
     parts = layers(name, gdf)
