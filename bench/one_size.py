@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         spark = spark_session(
             shuffle_partitions=cfg.engine.shuffle_partitions,
             driver_memory=cfg.engine.driver_memory,
+            java_options=cfg.engine.java_options,
         )
     calls: dict = {}
     outputs: dict = {}

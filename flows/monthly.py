@@ -32,7 +32,9 @@ FAILED = "failed:"
 
 def _spark(cfg: RunConfig):
     e = cfg.engine
-    return spark_session(e.master, e.remote, e.shuffle_partitions, e.driver_memory)
+    return spark_session(
+        e.master, e.remote, e.shuffle_partitions, e.driver_memory, java_options=e.java_options
+    )
 
 
 @task(cache_policy=NO_CACHE, retries=len(RETRY_DELAYS_S), retry_delay_seconds=RETRY_DELAYS_S)

@@ -194,7 +194,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     pipeline.check_inputs(cfg.model_copy(update={"month": months[0]}))
     e = cfg.engine
-    spark = spark_session(e.master, e.remote, e.shuffle_partitions, e.driver_memory)
+    spark = spark_session(
+        e.master, e.remote, e.shuffle_partitions, e.driver_memory, java_options=e.java_options
+    )
     counts = count_events_by_month(spark, cfg.events, cfg.timezone)
     plan = plan_backfill(months, policy, counts, str(cfg.events))
     say = Progress(quiet=cfg.quiet).say

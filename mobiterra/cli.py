@@ -85,6 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg.engine.remote,
         cfg.engine.shuffle_partitions,
         cfg.engine.driver_memory,
+        java_options=cfg.engine.java_options,
     )
     final = run(spark, cfg)
     if cfg.quiet:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from mobiterra.config import JAVA_OPTIONS
+
 LOG4J = Path(__file__).parent / "data" / "log4j2.properties"
 
 
@@ -17,6 +19,7 @@ def spark_session(
     shuffle_partitions: int = 8,
     driver_memory: str = "4g",
     app_name: str = "mobiterra",
+    java_options: str = JAVA_OPTIONS,
 ) -> SparkSession:
     """Get or create the session.
 
@@ -52,8 +55,8 @@ def spark_session(
         "spark.driver.host": "127.0.0.1",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.executorEnv.PYSPARK_PYTHON": sys.executable,
-        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J}",
-        "spark.executor.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J}",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J} {java_options}",
+        "spark.executor.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J} {java_options}",
     }
     for key, value in {**conf, **local_conf}.items():
         builder = builder.config(key, value)

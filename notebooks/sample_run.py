@@ -75,7 +75,9 @@ def run_sample(out: Path) -> Path:
         },
     )
     e = cfg.engine
-    spark = spark_session(e.master, e.remote, e.shuffle_partitions, e.driver_memory)
+    spark = spark_session(
+        e.master, e.remote, e.shuffle_partitions, e.driver_memory, java_options=e.java_options
+    )
     return run(spark, cfg)
 
 
