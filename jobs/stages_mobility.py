@@ -4,6 +4,7 @@ both share ``_publish_table``, the one door to the gate)."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,6 +23,8 @@ from mobiterra.config import RunConfig
 from mobiterra.h3cols import h3_parent
 
 EXPANSION_TABLE = "expansion"
+# present_population, od_trips and od_home_work are published side by side
+PUBLISH_THREADS = 3
 
 
 def stage_stays(
@@ -162,28 +165,28 @@ def stage_publish_mobility(
         C.ORIGIN_CELL,
         where=((C.PERIOD, MONTH),),
     )
-    return {
-        "present_population": _publish_table(
-            spark,
-            counts["present_population"],
-            gate.PRESENT_POPULATION,
-            cfg.privacy,
-            cfg.month,
-            staging,
-            work,
-            estimate=estimate,
-        ),
-        "od_trips": _publish_table(
-            spark, counts["od_trips"], gate.OD_TRIPS, cfg.privacy, cfg.month, staging, work
-        ),
-        "od_home_work": _publish_table(
-            spark,
-            counts["od_home_work"],
-            gate.OD_HOME_WORK,
-            cfg.privacy,
-            cfg.month,
-            staging,
-            work,
-            (home_margin,),
-        ),
+    tables = {
+        "present_population": (counts["present_population"], gate.PRESENT_POPULATION, (), estimate),
+        "od_trips": (counts["od_trips"], gate.OD_TRIPS, (), None),
+        "od_home_work": (counts["od_home_work"], gate.OD_HOME_WORK, (home_margin,), None),
     }
+    # The three tables are independent (od_home_work's margin is the earlier stage's):
+    # published from threads of their own, so that the single-task steps of one (the
+    # gate's small jobs, a one-file write) leave no core idle while another counts.
+    with ThreadPoolExecutor(max_workers=PUBLISH_THREADS) as pool:
+        futures = {
+            name: pool.submit(
+                _publish_table,
+                spark,
+                df,
+                spec,
+                cfg.privacy,
+                cfg.month,
+                staging,
+                work,
+                margins,
+                estimate=est,
+            )
+            for name, (df, spec, margins, est) in tables.items()
+        }
+        return {name: future.result() for name, future in futures.items()}
