@@ -154,7 +154,7 @@ def accepted_events(
         .repartition(C.USER_ID)
         .dropDuplicates([C.USER_ID, C.TIMESTAMP, C.CELL_ID])
         .select(
-            user_key(F.col(C.USER_ID), key).alias(C.USER_KEY),
+            user_key(F.col(C.USER_ID), key, classified_df.sparkSession).alias(C.USER_KEY),
             F.col(C.TIMESTAMP),
             F.col(C.CELL_ID),
         )

@@ -10,7 +10,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from pyspark.sql import Column
+from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
 from mobiterra.errors import InputError
@@ -22,6 +22,10 @@ SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data_samples"
 _BLOCK = 64
 # Keyed ids are truncated to 128 bits: collision odds for 30 M users are ~1e-24.
 KEY_HEX_CHARS = 32
+# The same pseudonym computed by jobs/java/org/mobiterra/UserKey.java (mobiterra.spark
+# registers it when its jar was built): on the 9.9 M events of the 10 M bench input,
+# 2.6 s of HMAC with the built-in expression, 1.15 s with it.
+JAVA_USER_KEY = "mobiterra_user_key"
 
 
 def pseudonym_key(events_path: Path | None) -> bytes:
@@ -48,6 +52,20 @@ def hmac_sha256_hex(message: Column, key: bytes) -> Column:
     return F.sha2(F.concat(F.unhex(F.lit(opad)), inner), 256)
 
 
-def user_key(user_id: Column, key: bytes) -> Column:
-    """The pseudonymous key that replaces ``user_id`` inside the jobs."""
+def user_key(user_id: Column, key: bytes, spark: SparkSession | None = None) -> Column:
+    """The pseudonymous key that replaces ``user_id`` inside the jobs: the Java function
+    when ``spark`` has it registered, else the built-in expression (the same values)."""
+    if spark is not None and has_java_user_key(spark):
+        return F.call_function(JAVA_USER_KEY, user_id, F.lit(key.hex()))
+    return builtin_user_key(user_id, key)
+
+
+def builtin_user_key(user_id: Column, key: bytes) -> Column:
+    """user_key from Spark's built-in functions only (Spark Connect, no JDK at setup)."""
     return F.substring(hmac_sha256_hex(user_id, key), 1, KEY_HEX_CHARS)
+
+
+def has_java_user_key(spark: SparkSession) -> bool:
+    from mobiterra.spark import java_functions
+
+    return JAVA_USER_KEY in java_functions(spark)

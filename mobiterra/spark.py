@@ -11,6 +11,13 @@ from pyspark.sql import SparkSession
 from mobiterra.config import JAVA_OPTIONS
 
 LOG4J = Path(__file__).parent / "data" / "log4j2.properties"
+# jobs/java's functions, built by `make setup` (absent without a JDK: the jobs then use
+# built-in expressions, see jobs.pseudonym)
+UDF_JAR = Path(__file__).parent / "data" / "jars" / "mobiterra-udf.jar"
+JAVA_FUNCTIONS = {"mobiterra_user_key": "org.mobiterra.UserKey"}
+# The session's record of the functions registered (a runtime conf: asking the catalog
+# would start a warehouse folder in the working directory of a Spark Connect server)
+JAVA_FUNCTIONS_CONF = "mobiterra.javaFunctions"
 
 
 def spark_session(
@@ -58,8 +65,34 @@ def spark_session(
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J} {java_options}",
         "spark.executor.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J} {java_options}",
     }
+    if UDF_JAR.exists():  # shipped to a cluster's executors too
+        local_conf["spark.jars"] = str(UDF_JAR)
     for key, value in {**conf, **local_conf}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    register_java_functions(spark)
     return spark
+
+
+def register_java_functions(spark: SparkSession) -> list[str]:
+    """Register jobs/java's functions when their jar is on the session's class path;
+    returns the names registered (none without the jar)."""
+    from pyspark.sql import types as T
+
+    jars = spark.sparkContext.getConf().get("spark.jars", "")
+    if not UDF_JAR.exists() or str(UDF_JAR) not in jars.split(","):
+        return []
+    for name, java_class in JAVA_FUNCTIONS.items():
+        spark.udf.registerJavaFunction(name, java_class, T.StringType())
+    spark.conf.set(JAVA_FUNCTIONS_CONF, ",".join(JAVA_FUNCTIONS))
+    return list(JAVA_FUNCTIONS)
+
+
+def java_functions(spark: SparkSession) -> list[str]:
+    """The jobs/java functions registered in ``spark`` by :func:`register_java_functions`."""
+    try:
+        names = spark.conf.get(JAVA_FUNCTIONS_CONF, "")
+    except Exception:  # noqa: BLE001 - a session that cannot say has none
+        return []
+    return [n for n in (names or "").split(",") if n]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import shutil
 
 import pytest
 from pyspark.sql import functions as F
 
 from jobs import pseudonym
 from mobiterra.errors import InputError
+from mobiterra.spark import UDF_JAR
 
 MESSAGES = ["user-000001", "", "Zoë Müller-Straße 🚲", "x" * 500]
 KEYS = [b"k", b"test-key-not-secret", "clé-secrète-é".encode(), b"K" * 64, b"L" * 200]
@@ -29,6 +31,33 @@ def test_user_key_is_truncated_hmac_and_never_the_id(spark):
     (row,) = df.select(pseudonym.user_key(F.col("user_id"), b"s").alias("k")).collect()
     full = hmac.new(b"s", b"user-1", hashlib.sha256).hexdigest()
     assert row["k"] == full[: pseudonym.KEY_HEX_CHARS] and "user-1" not in row["k"]
+
+
+@pytest.mark.parametrize("key", KEYS, ids=["1 byte", "ascii", "utf-8", "64 bytes", "200 bytes"])
+def test_the_java_user_key_equals_the_builtin_expression_and_python(spark, key):
+    """`make setup` builds jobs/java's jar; the shared session registers its function and
+    ingest uses it: the same pseudonyms as the built-in expression, nulls included, and
+    a session running a second key in the same task threads keeps them apart."""
+    if shutil.which("javac") is None:
+        pytest.skip("no JDK here: the jobs use the built-in expression")
+    assert UDF_JAR.exists(), "make setup builds mobiterra/data/jars/mobiterra-udf.jar"
+    assert pseudonym.has_java_user_key(spark)
+    df = spark.createDataFrame([(m,) for m in [*MESSAGES, None]], "m string")
+    java = pseudonym.user_key(F.col("m"), key, spark)
+    assert pseudonym.JAVA_USER_KEY in str(java)
+    rows = df.select(
+        java.alias("j"),
+        pseudonym.builtin_user_key(F.col("m"), key).alias("b"),
+        pseudonym.user_key(F.col("m"), b"other-key", spark).alias("o"),
+    ).collect()
+    want = [hmac.new(key, m.encode(), hashlib.sha256).hexdigest()[:32] for m in MESSAGES]
+    assert [r["j"] for r in rows] == [r["b"] for r in rows] == [*want, None]
+    other = [hmac.new(b"other-key", m.encode(), hashlib.sha256).hexdigest()[:32] for m in MESSAGES]
+    assert [r["o"] for r in rows] == [*other, None]
+
+
+def test_without_a_session_the_user_key_is_the_builtin_expression():
+    assert pseudonym.JAVA_USER_KEY not in str(pseudonym.user_key(F.col("m"), b"k"))
 
 
 def test_key_from_the_environment(monkeypatch, tmp_path):

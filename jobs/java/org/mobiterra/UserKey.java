@@ -1,0 +1,51 @@
+package org.mobiterra;
+
+import java.nio.charset.StandardCharsets;
+import javax.crypto.Mac;
+import javax.crypto.spec.SecretKeySpec;
+import org.apache.spark.sql.api.java.UDF2;
+
+/**
+ * The pseudonym of a user id: hex HMAC-SHA256 under a key (given as hex), its first 32
+ * characters. The same value as jobs.pseudonym.user_key's built-in Spark expression, at
+ * about half its cost per event: one Mac per task thread, no hex round trip inside.
+ */
+public final class UserKey implements UDF2<String, String, String> {
+  private static final char[] HEX = "0123456789abcdef".toCharArray();
+  private static final int HEX_CHARS = 32;
+  private static final ThreadLocal<Keyed> MAC = new ThreadLocal<>();
+
+  private static final class Keyed {
+    final String keyHex;
+    final Mac mac;
+
+    Keyed(String keyHex) throws Exception {
+      byte[] key = new byte[keyHex.length() / 2];
+      for (int i = 0; i < key.length; i++) {
+        key[i] = (byte) Integer.parseInt(keyHex.substring(2 * i, 2 * i + 2), 16);
+      }
+      this.keyHex = keyHex;
+      this.mac = Mac.getInstance("HmacSHA256");
+      this.mac.init(new SecretKeySpec(key, "HmacSHA256"));
+    }
+  }
+
+  @Override
+  public String call(String userId, String keyHex) throws Exception {
+    if (userId == null || keyHex == null) {
+      return null;
+    }
+    Keyed keyed = MAC.get();
+    if (keyed == null || !keyed.keyHex.equals(keyHex)) {
+      keyed = new Keyed(keyHex);
+      MAC.set(keyed);
+    }
+    byte[] h = keyed.mac.doFinal(userId.getBytes(StandardCharsets.UTF_8));
+    char[] out = new char[HEX_CHARS];
+    for (int i = 0; i < HEX_CHARS / 2; i++) {
+      out[2 * i] = HEX[(h[i] >> 4) & 15];
+      out[2 * i + 1] = HEX[h[i] & 15];
+    }
+    return new String(out);
+  }
+}
