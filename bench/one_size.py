@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.pipeline import run_month
     from mobiterra.config import RunConfig
     from mobiterra.progress import Progress
-    from mobiterra.spark import spark_session
+    from mobiterra.spark import engine_session
 
     sampler = Sampler().start()
     cfg = RunConfig(
@@ -202,11 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         quiet=True,
     )
     with sampler.phase("jvm_start") as jvm:
-        spark = spark_session(
-            shuffle_partitions=cfg.engine.shuffle_partitions,
-            driver_memory=cfg.engine.driver_memory,
-            java_options=cfg.engine.java_options,
-        )
+        spark = engine_session(cfg.engine)
     calls: dict = {}
     outputs: dict = {}
     state: dict = {}

@@ -22,7 +22,7 @@ from flows import records
 from jobs import pipeline
 from mobiterra.config import RunConfig
 from mobiterra.progress import Progress
-from mobiterra.spark import spark_session
+from mobiterra.spark import engine_session
 
 # Spark stages read and write files that Prefect's input cache cannot see, so tasks
 # never cache; a rerun redoes the month and the atomic month swap keeps it idempotent.
@@ -31,10 +31,7 @@ FAILED = "failed:"
 
 
 def _spark(cfg: RunConfig):
-    e = cfg.engine
-    return spark_session(
-        e.master, e.remote, e.shuffle_partitions, e.driver_memory, java_options=e.java_options
-    )
+    return engine_session(cfg.engine)
 
 
 @task(cache_policy=NO_CACHE, retries=len(RETRY_DELAYS_S), retry_delay_seconds=RETRY_DELAYS_S)

@@ -23,8 +23,6 @@ from mobiterra.config import RunConfig
 from mobiterra.h3cols import h3_parent
 
 EXPANSION_TABLE = "expansion"
-# present_population, od_trips and od_home_work are published side by side
-PUBLISH_THREADS = 3
 
 
 def stage_stays(
@@ -173,7 +171,7 @@ def stage_publish_mobility(
     # The three tables are independent (od_home_work's margin is the earlier stage's):
     # published from threads of their own, so that the single-task steps of one (the
     # gate's small jobs, a one-file write) leave no core idle while another counts.
-    with ThreadPoolExecutor(max_workers=PUBLISH_THREADS) as pool:
+    with ThreadPoolExecutor(max_workers=len(tables)) as pool:
         futures = {
             name: pool.submit(
                 _publish_table,

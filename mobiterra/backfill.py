@@ -185,7 +185,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from jobs import pipeline
     from mobiterra.cli import config_from_args
     from mobiterra.progress import Progress
-    from mobiterra.spark import spark_session
+    from mobiterra.spark import engine_session
 
     if args.month or args.baseline_month:
         raise InputError("backfill takes --from/--to and --baseline, not --month/--baseline-month")
@@ -193,10 +193,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     policy = parse_baseline(args.baseline)
     cfg = config_from_args(args)
     pipeline.check_inputs(cfg.model_copy(update={"month": months[0]}))
-    e = cfg.engine
-    spark = spark_session(
-        e.master, e.remote, e.shuffle_partitions, e.driver_memory, java_options=e.java_options
-    )
+    spark = engine_session(cfg.engine)
     counts = count_events_by_month(spark, cfg.events, cfg.timezone)
     plan = plan_backfill(months, policy, counts, str(cfg.events))
     say = Progress(quiet=cfg.quiet).say

@@ -77,16 +77,10 @@ def config_from_args(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     from jobs.pipeline import check_inputs, run
-    from mobiterra.spark import spark_session
+    from mobiterra.spark import engine_session
 
     check_inputs(cfg)  # fail fast, before the JVM starts
-    spark = spark_session(
-        cfg.engine.master,
-        cfg.engine.remote,
-        cfg.engine.shuffle_partitions,
-        cfg.engine.driver_memory,
-        java_options=cfg.engine.java_options,
-    )
+    spark = engine_session(cfg.engine)
     final = run(spark, cfg)
     if cfg.quiet:
         return 0

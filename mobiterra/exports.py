@@ -218,9 +218,8 @@ def geometry_json(geometries) -> np.ndarray:
     GEOJSON_PRECISION decimals), ``null`` for none. A geometry object repeated over rows
     (an hourly table's hexagons) is encoded once."""
     geoms = np.asarray(geometries, dtype=object)
-    codes, _ = pd.factorize(pd.Series([id(g) for g in geoms], dtype="int64"))
-    first_row = np.zeros(codes.max() + 1 if len(codes) else 0, dtype=np.int64)
-    first_row[codes[::-1]] = np.arange(len(codes))[::-1]  # each code's first row
+    ids = np.fromiter((id(g) for g in geoms), dtype=np.int64, count=len(geoms))
+    _, first_row, codes = np.unique(ids, return_index=True, return_inverse=True)
     unique = geoms[first_row]
     present = np.array([g is not None for g in unique], dtype=bool)
     text = np.full(len(unique), "null", dtype=object)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from mobiterra.config import JAVA_OPTIONS
+from mobiterra.config import JAVA_OPTIONS, EngineParams
 
 LOG4J = Path(__file__).parent / "data" / "log4j2.properties"
 # jobs/java's functions, built by `make setup` (absent without a JDK: the jobs then use
@@ -75,14 +75,27 @@ def spark_session(
     return spark
 
 
+def engine_session(engine: EngineParams) -> SparkSession:
+    """The session for a run's ``engine`` settings (RunConfig.engine)."""
+    return spark_session(
+        engine.master,
+        engine.remote,
+        engine.shuffle_partitions,
+        engine.driver_memory,
+        java_options=engine.java_options,
+    )
+
+
 def register_java_functions(spark: SparkSession) -> list[str]:
     """Register jobs/java's functions when their jar is on the session's class path;
     returns the names registered (none without the jar)."""
     from pyspark.sql import types as T
 
     jars = spark.sparkContext.getConf().get("spark.jars", "")
-    if not UDF_JAR.exists() or str(UDF_JAR) not in jars.split(","):
+    if str(UDF_JAR) not in jars.split(","):
         return []
+    if java_functions(spark) == list(JAVA_FUNCTIONS):  # the factory's session again
+        return list(JAVA_FUNCTIONS)
     for name, java_class in JAVA_FUNCTIONS.items():
         spark.udf.registerJavaFunction(name, java_class, T.StringType())
     spark.conf.set(JAVA_FUNCTIONS_CONF, ",".join(JAVA_FUNCTIONS))

@@ -59,7 +59,7 @@ def run_sample(out: Path) -> Path:
     """``make run`` without Prefect: jobs.pipeline.run on the bundled sample into ``out``."""
     from jobs.pipeline import run
     from mobiterra.config import load_config
-    from mobiterra.spark import spark_session
+    from mobiterra.spark import engine_session
 
     cfg = load_config(
         None,
@@ -74,10 +74,7 @@ def run_sample(out: Path) -> Path:
             "quiet": True,
         },
     )
-    e = cfg.engine
-    spark = spark_session(
-        e.master, e.remote, e.shuffle_partitions, e.driver_memory, java_options=e.java_options
-    )
+    spark = engine_session(cfg.engine)
     return run(spark, cfg)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from mobiterra.config import ReportParams, RunConfig
 from mobiterra.report import inputs
 from mobiterra.report.context import Context
+from mobiterra.report.export_process import export_published
 from mobiterra.report.labels import TEXT, month_label
 
 OUTPUTS = ("maps", "exports", "report")
@@ -123,7 +124,6 @@ class _Exporting:
     process, so the error, if it is one, is raised with its own traceback."""
 
     def __init__(self, month_dir: Path, dest: Path, k: int, lang: str, label: str):
-        self.args = [str(month_dir), str(dest), str(k), lang, label]
         self.month_dir, self.dest, self.k, self.lang, self.label = month_dir, dest, k, lang, label
 
     def __enter__(self) -> _Exporting:
@@ -131,7 +131,8 @@ class _Exporting:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", EXPORT_MODULE, *self.args],
+            [sys.executable, "-m", EXPORT_MODULE]
+            + [str(a) for a in (self.month_dir, self.dest, self.k, self.lang, self.label)],
             stdout=subprocess.PIPE,
             stderr=self.stderr,
             text=True,
@@ -149,11 +150,8 @@ class _Exporting:
             "the export process failed (%s); writing the exports here instead",
             tail[0] if tail else f"exit code {self.proc.returncode}",
         )
-        from mobiterra import exports
-
         shutil.rmtree(self.dest, ignore_errors=True)
-        tables = inputs.read_tables(self.month_dir)
-        return exports.export_month(tables, self.dest, self.k, lang=self.lang, month=self.label)
+        return export_published(self.month_dir, self.dest, self.k, self.lang, self.label)
 
     def __exit__(self, *exc) -> None:
         if self.proc.poll() is None:  # the maps failed: the exports are not wanted

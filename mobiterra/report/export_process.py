@@ -12,13 +12,17 @@ import sys
 from pathlib import Path
 
 
-def main(argv: list[str]) -> int:
+def export_published(month_dir: Path, dest: Path, k: int, lang: str, label: str) -> list[Path]:
+    """exports.export_month of the month's published tables, read from ``month_dir``."""
     from mobiterra import exports
     from mobiterra.report import inputs
 
+    return exports.export_month(inputs.read_tables(month_dir), dest, k, lang=lang, month=label)
+
+
+def main(argv: list[str]) -> int:
     month_dir, dest, k, lang, label = argv
-    tables = inputs.read_tables(Path(month_dir))
-    for path in exports.export_month(tables, Path(dest), int(k), lang=lang, month=label):
+    for path in export_published(Path(month_dir), Path(dest), int(k), lang, label):
         print(path)
     return 0
 
