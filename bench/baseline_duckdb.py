@@ -16,7 +16,9 @@ Same rules as the jobs, written independently:
   ``min_nights``; the hexagon drawn from the home cell's weights by Spark's
   ``xxhash64("home", user_key)`` (user_key: HMAC-SHA256 of the user id, in SQL; the
   xxhash64 in numpy, bench/sparkhash.py, once per user with a home);
-- stays and trips (jobs.stays): segments per user over time (new place at the
+- stays and trips (jobs.stays): each event at its cell's main hexagon, the mast's for
+  sectors of one compact mast (jobs.stays.main_cells, the one piece taken from the jobs:
+  a table of one row per antenna cell); segments per user over time (new place at the
   same-place resolution, or a silence > max missing), short segments between two of one
   other place dropped (and handovers: at most handover_max_events events on the mast of
   the segments around), neighbours at one place merged, then stays shorter than min stay
@@ -38,8 +40,12 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from bench.sparkhash import user_uniform
+from jobs import stays
+from jobs.readers import read_cells_pandas
 from mobiterra.config import Month, RunConfig, month_bounds_utc
 
 KEY_HEX_CHARS = 32  # jobs.pseudonym
@@ -160,7 +166,17 @@ class Baseline:
 
     # ---------------------------------------------------------------- coverage
     def coverage_tables(self) -> None:
-        """Each antenna cell piece's main hexagon and its cumulative weights (small)."""
+        """Each antenna cell piece's main hexagon and its cumulative weights (small).
+
+        The stays' main hexagons (the sectors of a compact mast share the mast's) are
+        jobs.stays.main_cells's: one row per antenna cell, made in pandas, since hexagon
+        centres need H3, which this DuckDB has not (its extension is a download)."""
+        stay_main = stays.main_cells(
+            pq.read_table(self.coverage).to_pandas(),
+            stays.cell_sites(read_cells_pandas(self.cfg.cells)),
+            self.cfg.stays.same_mast_max_distance_m,
+        )
+        self.con.register("stay_main", pa.Table.from_pandas(stay_main, preserve_index=False))
         self._sql(
             "coverage",
             f"""
@@ -183,6 +199,9 @@ class Baseline:
                 SELECT *, row_number() OVER (PARTITION BY cell_id, valid_from, valid_to
                                              ORDER BY weight DESC, h3_id) AS rk FROM cov)
               WHERE rk = 1) m LEFT JOIN sites s USING (cell_id);
+            CREATE OR REPLACE TEMP TABLE stay_cov AS  -- the stays' places (main_cells)
+            SELECT m.cell_id, m.valid_from, m.valid_to, m.h3_id AS place, s.site
+            FROM stay_main m LEFT JOIN sites s USING (cell_id);
             CREATE OR REPLACE TEMP TABLE cum_cov AS
             SELECT cell_id, valid_from, valid_to, h3_id,
                    hi - weight / total AS lo,
@@ -197,9 +216,9 @@ class Baseline:
             """,
         )
 
-    def _located(self) -> str:
-        return """
-            JOIN main_cov p ON p.cell_id = e.cell_id
+    def _located(self, places: str = "main_cov") -> str:
+        return f"""
+            JOIN {places} p ON p.cell_id = e.cell_id
              AND (p.valid_from IS NULL OR CAST(e.local_ts AS DATE) >= p.valid_from)
              AND (p.valid_to IS NULL OR CAST(e.local_ts AS DATE) <= p.valid_to)"""
 
@@ -333,7 +352,7 @@ class Baseline:
             WITH located AS (
               SELECT e.user_id, e.ts, p.place AS h3, {parent_sql("p.place", str(sp))} AS pl,
                      p.site
-              FROM events e {self._located()} WHERE e.mon = 'm'
+              FROM events e {self._located("stay_cov")} WHERE e.mon = 'm'
             ), flagged AS (
               SELECT *, CASE WHEN lag(pl) OVER w IS NULL OR pl <> lag(pl) OVER w
                                OR {secs.format("ts")} - {secs.format("lag(ts) OVER w")} > {gap}

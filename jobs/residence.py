@@ -78,7 +78,9 @@ _CELL_KEY = [C.CELL_ID, C.VALID_FROM, C.VALID_TO]
 
 def cell_places(coverage_df: DataFrame) -> DataFrame:
     """(cell_id, valid_from, valid_to, _place_h3): each antenna cell's *place*, its main
-    hexagon (highest weight, lowest id on ties), as jobs.stays uses for stays.
+    hexagon (highest weight, lowest id on ties), as jobs.stays.main_coverage (the stays
+    add their same-mast rule, jobs.stays.main_cells; a home's nights need none: the
+    place of most nights wins whatever the sector a few of them fell on).
 
     Under ``point`` coverage all cells of a site share their place (the site's hexagon), so
     a user seen on two sectors of one site counts their nights at one place.

@@ -39,12 +39,18 @@ def stage_stays(
     Materialized once: present population and trips start from the stays, od_trips and
     od_departements from the trips.
     """
+    sites = cell_sites(cfg)
+    main_df = spark.createDataFrame(
+        stays.main_cells(pq.read_table(coverage_path).to_pandas(), sites,
+                         cfg.stays.same_mast_max_distance_m),
+        schemas.COVERAGE,
+    )  # fmt: skip
     stays_df = stays.stays_from_events(
         spark.read.parquet(events_path),
-        spark.read.parquet(coverage_path),
+        main_df,  # a coverage table of one hexagon per antenna cell
         cfg.stays,
         cfg.timezone,
-        sites_frame(spark, cfg),
+        None if sites is None else spark.createDataFrame(sites),
     )
     path = Path(work) / f"stays-{month}"
     stays_df = materialize(spark, stays_df, path)
@@ -68,12 +74,12 @@ def read_trips(spark: SparkSession, cfg: RunConfig, stays_path: str) -> DataFram
     return stays.trips_from_stays(spark.read.parquet(stays_path), cfg.stays.same_place_resolution)
 
 
-def sites_frame(spark: SparkSession, cfg: RunConfig):
-    """The antenna masts of ``cfg.cells`` (stays.cell_sites) as a small DataFrame, for the
-    handover rule of the stays; None without a cells table."""
+def cell_sites(cfg: RunConfig):
+    """The antenna masts of ``cfg.cells`` (stays.cell_sites), for the stays' handover and
+    same-mast rules; None without a cells table."""
     if cfg.cells is None:
         return None
-    return spark.createDataFrame(stays.cell_sites(read_cells_pandas(cfg.cells)))
+    return stays.cell_sites(read_cells_pandas(cfg.cells))
 
 
 def stage_expansion(

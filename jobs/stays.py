@@ -1,8 +1,9 @@
 """Stays and trips: continuous time segmentation of each user's events, window functions only.
 
 After Eurostat Multi-MNO's continuous time segmentation, simplified to what a window pass
-can do: an event's place is its antenna cell's *main* H3 cell (highest coverage weight);
-"same place" means the same H3 parent at ``same_place_resolution``; a silence longer than
+can do: an event's place is its antenna cell's *main* H3 cell (highest coverage weight;
+the sectors of one compact mast share the mast's, :func:`main_cells`); "same place" means
+the same H3 parent at ``same_place_resolution``; a silence longer than
 ``max_time_missing_stay_s`` ends a stay; runs shorter than ``min_time_stay_s`` are passes.
 
     events --with_main_cell--> located --with_segment_ids--> segmented
@@ -13,6 +14,7 @@ can do: an event's place is its antenna cell's *main* H3 cell (highest coverage 
 
 from __future__ import annotations
 
+import h3
 import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
@@ -42,6 +44,65 @@ def main_coverage(coverage_df: DataFrame) -> DataFrame:
         .filter(F.col("_rank") == 1)
         .select(C.CELL_ID, C.VALID_FROM, C.VALID_TO, C.H3_ID, F.lit(1.0).alias(C.WEIGHT))
     )
+
+
+def main_cells(
+    coverage: pd.DataFrame, sites: pd.DataFrame | None = None, same_mast_max_distance_m: float = 0
+) -> pd.DataFrame:
+    """The main hexagon of each antenna cell and validity interval, as a coverage table
+    (weight 1): :func:`main_coverage`'s rule, on the driver (the table is small).
+
+    With ``sites`` (:func:`cell_sites`) and a distance > 0, the sectors of one mast (same
+    site and validity interval) whose own main hexagons are all within
+    ``same_mast_max_distance_m`` of each other (hexagon centres) share one: the mast's,
+    the hexagon of highest weight summed over those sectors (lowest id on ties). A phone
+    that does not move is served by such sectors in turn, and their hexagons may lie in
+    two same-place cells (StayParams.same_mast_max_distance_m).
+    """
+    keys = [C.CELL_ID, C.VALID_FROM, C.VALID_TO]
+    ranked = coverage.sort_values([C.WEIGHT, C.H3_ID], ascending=[False, True], kind="stable")
+    main = ranked.drop_duplicates(keys)[[*keys, C.H3_ID]].reset_index(drop=True)
+    if sites is not None and same_mast_max_distance_m > 0 and len(main):
+        main[C.H3_ID] = _mast_main_hexagons(coverage, main, sites, same_mast_max_distance_m)
+    return main.assign(**{C.WEIGHT: 1.0})[[*keys, C.H3_ID, C.WEIGHT]]
+
+
+def _mast_main_hexagons(
+    coverage: pd.DataFrame, main: pd.DataFrame, sites: pd.DataFrame, max_distance_m: float
+) -> np.ndarray:
+    """``main``'s hexagons (int64), each replaced by its mast's main hexagon where the
+    mast's sectors are compact (main_cells)."""
+    mast = main[[C.CELL_ID, C.VALID_FROM, C.VALID_TO]].copy()
+    mast[SITE] = mast[C.CELL_ID].map(sites.set_index(C.CELL_ID)[SITE])
+    # one group per (site, validity interval); validity may be null (open)
+    group = mast.groupby([SITE, C.VALID_FROM, C.VALID_TO], dropna=False, sort=False).ngroup()
+    group = group.where(mast[SITE].notna(), -1).to_numpy()
+    centres = np.array([h3.cell_to_latlng(h3.int_to_str(int(c))) for c in main[C.H3_ID]])
+    spread = pd.DataFrame({"g": group, "lat": centres[:, 0], "lon": centres[:, 1]})
+    spread = spread[spread["g"] >= 0]
+    pairs = spread.merge(spread, on="g")  # a few sectors per mast: a few pairs each
+    pairs["d"] = _distance_m(pairs["lat_x"], pairs["lon_x"], pairs["lat_y"], pairs["lon_y"])
+    widest = pairs.groupby("g").agg(d=("d", "max"), n=("d", "size"))
+    compact = widest.index[(widest["n"] > 1) & (widest["d"] <= max_distance_m)]
+    in_mast = np.isin(group, compact.to_numpy())
+    hexagons = main[C.H3_ID].to_numpy(np.int64).copy()
+    if not in_mast.any():
+        return hexagons
+    pieces = pd.DataFrame({"g": group[in_mast]}).join(mast[in_mast].reset_index(drop=True))
+    summed = coverage.merge(pieces, on=[C.CELL_ID, C.VALID_FROM, C.VALID_TO])
+    summed = summed.groupby(["g", C.H3_ID], as_index=False)[C.WEIGHT].sum()
+    top = summed.sort_values(["g", C.WEIGHT, C.H3_ID], ascending=[True, False, True])
+    top = top.drop_duplicates("g").set_index("g")[C.H3_ID]
+    hexagons[in_mast] = top.reindex(group[in_mast]).to_numpy(np.int64)
+    return hexagons
+
+
+def _distance_m(lat1, lon1, lat2, lon2) -> np.ndarray:
+    """Great-circle distance in metres (haversine), vectorised."""
+    p1, p2 = np.radians(np.asarray(lat1, float)), np.radians(np.asarray(lat2, float))
+    dlon = np.radians(np.asarray(lon2, float) - np.asarray(lon1, float))
+    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlon / 2) ** 2
+    return 2 * 6_371_008.8 * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
 
 
 def with_main_cell(

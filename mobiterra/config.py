@@ -86,6 +86,14 @@ class StayParams(BaseModel):
     # to the neighbouring sector. Two such events hours apart made false stays and trips
     # (a lockdown Sunday in Paris read +89 % trips, +26 % with this rule; docs/accuracy.md).
     handover_max_events: int = Field(2, ge=0)
+    # Sectors of one mast whose own main hexagons are at most this far apart (centre to
+    # centre) are one place: they all take the mast's main hexagon (0: off). 1,000 m joins
+    # sectors whose res-8 main hexagons are neighbours (~0.9 km), as in a city, and keeps
+    # the rural masts' sectors (several km apart) distinct. A phone that stays put near
+    # such a mast is served by two of its sectors in turn; when their hexagons fell in two
+    # res-7 cells, each switch was a trip (lockdown weekends in Paris +26 %, +1 % with this
+    # rule; docs/accuracy.md).
+    same_mast_max_distance_m: float = Field(1000.0, ge=0)
 
 
 class DayPartParams(BaseModel):

@@ -259,6 +259,7 @@ def _flow_scores(truth_trips: pd.Series, got: pd.Series) -> dict:
         ),  # fmt: skip
         "median_abs_rel_error": round(float(np.median(errors)), 4) if len(errors) else None,
         "p90_abs_rel_error": round(float(np.quantile(errors, 0.9)), 4) if len(errors) else None,
+        "max_abs_rel_error": round(float(errors.max()), 4) if len(errors) else None,
         "by_pair": pairs,
     }
 

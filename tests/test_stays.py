@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import h3
 import numpy as np
@@ -227,3 +227,92 @@ def test_events_carry_their_mast_when_the_sites_are_given(spark):
     sites_df = spark.createDataFrame(pd.DataFrame({C.CELL_ID: ["c1"], stays.SITE: [7]}))
     got = with_main_cell(events_df, coverage_df, "Europe/Paris", sites_df).collect()
     assert [(r[C.H3_ID], r[stays.SITE]) for r in got] == [(A, 7)]
+
+
+# A mast at A2 with sectors s1 (main hexagon A2) and s2 (main hexagon N, A2's neighbour in
+# another res-7 cell: a switch between them read as a trip); a rural mast R whose two
+# sectors' hexagons are ~3 km apart.
+N = next(
+    h3.str_to_int(c)
+    for c in sorted(h3.grid_ring(h3.int_to_str(A2), 1))
+    if h3.cell_to_parent(c, 7) != h3.cell_to_parent(h3.int_to_str(A2), 7)
+)
+R1 = h3.str_to_int(h3.latlng_to_cell(45.0, 3.0, 8))
+R2 = h3.str_to_int(h3.latlng_to_cell(45.0, 3.04, 8))
+
+
+def mast_coverage() -> pd.DataFrame:
+    rows = [
+        ("s1", A2, 0.5), ("s1", N, 0.25), ("s1", C_NEAR, 0.25),
+        ("s2", N, 0.625), ("s2", A2, 0.375),
+        ("r1", R1, 0.9), ("r1", R2, 0.1),
+        ("r2", R2, 1.0),
+        ("lone", B, 1.0),
+    ]  # fmt: skip
+    return pd.DataFrame(
+        [(c, None, None, h, w) for c, h, w in rows],
+        columns=[C.CELL_ID, C.VALID_FROM, C.VALID_TO, C.H3_ID, C.WEIGHT],
+    )
+
+
+MAST_SITES = pd.DataFrame(
+    {C.CELL_ID: ["s1", "s2", "r1", "r2", "lone"], stays.SITE: [1, 1, 2, 2, 3]}
+)
+
+
+def mains(coverage, sites=None, distance_m=0.0) -> dict:
+    got = stays.main_cells(coverage, sites, distance_m)
+    assert (got[C.WEIGHT] == 1.0).all() and got[C.H3_ID].dtype == np.int64
+    return dict(zip(got[C.CELL_ID], got[C.H3_ID], strict=True))
+
+
+def test_main_cells_give_the_sectors_of_a_compact_mast_the_masts_hexagon():
+    coverage = mast_coverage()
+    own = {"s1": A2, "s2": N, "r1": R1, "r2": R2, "lone": B}
+    assert mains(coverage) == own  # highest weight per cell
+    assert mains(coverage, MAST_SITES, 0.0) == own  # the rule off
+    # s1 + s2: A2 0.875, N 0.875 (a tie: the lowest id); the rural sectors are 3 km apart
+    assert mains(coverage, MAST_SITES, 1000.0) == own | {"s1": min(A2, N), "s2": min(A2, N)}
+    assert mains(coverage, MAST_SITES, 5000.0)["r1"] == mains(coverage, MAST_SITES, 5000.0)["r2"]
+    # a mast's summed weight decides, not one sector's
+    heavier = coverage.copy()
+    heavier.loc[(heavier[C.CELL_ID] == "s2") & (heavier[C.H3_ID] == N), C.WEIGHT] = 0.75
+    heavier.loc[(heavier[C.CELL_ID] == "s2") & (heavier[C.H3_ID] == A2), C.WEIGHT] = 0.25
+    assert mains(heavier, MAST_SITES, 1000.0)["s1"] == N  # A2 0.75, N 1.0
+    # cells without a known mast keep their own hexagon
+    assert mains(coverage, MAST_SITES[MAST_SITES[C.CELL_ID] != "s2"], 1000.0) == own
+
+
+def test_main_cells_join_a_masts_sectors_only_within_one_validity_interval():
+    coverage = mast_coverage()
+    coverage.loc[coverage[C.CELL_ID] == "s2", C.VALID_FROM] = date(2024, 1, 1)
+    assert mains(coverage, MAST_SITES, 1000.0)["s1"] == A2
+    coverage.loc[coverage[C.CELL_ID] == "s1", C.VALID_FROM] = date(2024, 1, 1)
+    assert mains(coverage, MAST_SITES, 1000.0)["s1"] == min(A2, N)
+    assert len(stays.main_cells(coverage.iloc[:0], MAST_SITES, 1000.0)) == 0
+
+
+def test_a_phone_served_by_two_sectors_of_a_compact_mast_makes_no_trip(spark):
+    """A phone at home near mast 1 served by s1 and s2 in turn, runs of 3 events each (more
+    than a handover): with its own hexagon per sector that is 3 stays and 2 trips; with
+    the mast's hexagon, one stay."""
+    events = [
+        ("u1", f"2024-01-16 {h:02d}:00", cell)
+        for h, cell in zip(
+            range(6, 18), ["s1"] * 3 + ["s2"] * 3 + ["s1"] * 3 + ["s2"] * 3, strict=True
+        )
+    ]
+    events_df = spark.createDataFrame(
+        [(u, ts(t), c) for u, t, c in events], schemas.ACCEPTED_EVENTS
+    )  # fmt: skip
+    sites_df = spark.createDataFrame(MAST_SITES)
+
+    def stays_and_trips(distance_m):
+        main_df = spark.createDataFrame(
+            stays.main_cells(mast_coverage(), MAST_SITES, distance_m), schemas.COVERAGE
+        )
+        got = stays.stays_from_events(events_df, main_df, PARAMS, "Europe/Paris", sites_df)
+        return got.count(), trips_from_stays(got, 7).count()
+
+    assert stays_and_trips(0.0) == (4, 3)
+    assert stays_and_trips(1000.0) == (1, 0)
