@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from jobs.residence import with_coverage, with_local_time
 from mobiterra import columns as C
 from mobiterra.config import StayParams
+from mobiterra.geo.grid import distance_km
 from mobiterra.h3cols import h3_parent
 
 SEGMENT = "_segment"
@@ -77,11 +78,13 @@ def _mast_main_hexagons(
     # one group per (site, validity interval); validity may be null (open)
     group = mast.groupby([SITE, C.VALID_FROM, C.VALID_TO], dropna=False, sort=False).ngroup()
     group = group.where(mast[SITE].notna(), -1).to_numpy()
-    centres = np.array([h3.cell_to_latlng(h3.int_to_str(int(c))) for c in main[C.H3_ID]])
-    spread = pd.DataFrame({"g": group, "lat": centres[:, 0], "lon": centres[:, 1]})
-    spread = spread[spread["g"] >= 0]
+    on_mast = group >= 0
+    centres = np.array(
+        [h3.cell_to_latlng(h3.int_to_str(int(c))) for c in main[C.H3_ID][on_mast]]
+    ).reshape(-1, 2)
+    spread = pd.DataFrame({"g": group[on_mast], "lat": centres[:, 0], "lon": centres[:, 1]})
     pairs = spread.merge(spread, on="g")  # a few sectors per mast: a few pairs each
-    pairs["d"] = _distance_m(pairs["lat_x"], pairs["lon_x"], pairs["lat_y"], pairs["lon_y"])
+    pairs["d"] = 1000 * distance_km(pairs["lat_x"], pairs["lon_x"], pairs["lat_y"], pairs["lon_y"])
     widest = pairs.groupby("g").agg(d=("d", "max"), n=("d", "size"))
     compact = widest.index[(widest["n"] > 1) & (widest["d"] <= max_distance_m)]
     in_mast = np.isin(group, compact.to_numpy())
@@ -95,14 +98,6 @@ def _mast_main_hexagons(
     top = top.drop_duplicates("g").set_index("g")[C.H3_ID]
     hexagons[in_mast] = top.reindex(group[in_mast]).to_numpy(np.int64)
     return hexagons
-
-
-def _distance_m(lat1, lon1, lat2, lon2) -> np.ndarray:
-    """Great-circle distance in metres (haversine), vectorised."""
-    p1, p2 = np.radians(np.asarray(lat1, float)), np.radians(np.asarray(lat2, float))
-    dlon = np.radians(np.asarray(lon2, float) - np.asarray(lon1, float))
-    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlon / 2) ** 2
-    return 2 * 6_371_008.8 * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
 
 
 def with_main_cell(

@@ -10,11 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from mobiterra import geo
+from mobiterra.geo.grid import distance_km
 from mobiterra.simulate import simulate
 from mobiterra.simulate.blocks import local_to_utc_us
 from mobiterra.simulate.population import draw_subscribers
 from mobiterra.simulate.scenario import load_scenario
-from mobiterra.simulate.territory import distance_km, parse_fraction, population_grid, territory
+from mobiterra.simulate.territory import parse_fraction, population_grid, territory
 from mobiterra.simulate.writer import EVENTS_SCHEMA
 
 # chi-square critical value, 19 degrees of freedom, p = 0.001 (statistical tables)

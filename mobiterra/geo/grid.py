@@ -16,6 +16,16 @@ import shapely
 from mobiterra.cachefile import cached, in_memory
 from mobiterra.geo.france import _CACHE_VERSION, CRS, cache_dir, communes
 
+EARTH_RADIUS_KM = 6371.0088
+
+
+def distance_km(lat1, lon1, lat2, lon2) -> np.ndarray:
+    """Great-circle distance (haversine), vectorised."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dphi, dlmb = p2 - p1, np.radians(np.asarray(lon2) - np.asarray(lon1))
+    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
+
 
 def h3_to_int(cells: Iterable[int | str]) -> np.ndarray:
     """H3 cells as int64, from ints or 15-character hex strings."""

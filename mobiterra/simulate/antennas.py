@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from mobiterra.simulate.territory import Territory, distance_km, points_in_communes
+from mobiterra.geo.grid import distance_km
+from mobiterra.simulate.territory import Territory, points_in_communes
 
 # One operator's macro site serves about 2,500 inhabitants in towns (≈ 25,000 sites for
 # 65 M people, the order of magnitude of each French operator's ANFR site count).

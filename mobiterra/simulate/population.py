@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from mobiterra.geo.grid import distance_km
 from mobiterra.simulate.antennas import Antennas, nearest_site
 from mobiterra.simulate.territory import (
     COASTAL_DEPARTEMENTS,
     MOUNTAIN_DEPARTEMENTS,
     Territory,
     choose_weighted,
-    distance_km,
     offset_points,
     points_in_communes,
 )

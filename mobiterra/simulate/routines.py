@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mobiterra.geo.grid import distance_km
 from mobiterra.simulate.population import HOME, LEISURE, N_LEISURE, WORK
-from mobiterra.simulate.territory import distance_km
 
 DAY_S = 86_400
 HOUR_S = 3_600

@@ -14,7 +14,6 @@ from mobiterra import geo
 from mobiterra.geo.grid import commune_cells
 
 # Mean radius of the Earth in km (IUGG), for distances between nearby points.
-EARTH_RADIUS_KM = 6371.0088
 # Départements on the sea and in the mountains: more secondary homes there (INSEE counts
 # of résidences secondaires are highest on the coasts and in the Alps / Pyrenees).
 COASTAL_DEPARTEMENTS = frozenset(
@@ -90,14 +89,6 @@ def territory(
     fractions = parse_fraction(fraction)
     frac = com["departement_code"].map(fractions).fillna(fractions["default"]).to_numpy()
     return Territory(com, inside, frac)
-
-
-def distance_km(lat1, lon1, lat2, lon2) -> np.ndarray:
-    """Great-circle distance (haversine), vectorised."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dphi, dlmb = p2 - p1, np.radians(np.asarray(lon2) - np.asarray(lon1))
-    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
 
 
 def offset_points(lat, lon, dist_km, bearing_rad) -> tuple[np.ndarray, np.ndarray]:
