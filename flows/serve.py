@@ -228,8 +228,10 @@ def _stop_group(proc: subprocess.Popen, grace_s: float = 20) -> None:
     proc.wait()
 
 
-def _exit_on_signal(signum: int, _frame) -> None:
-    raise SystemExit(128 + signum)
+def _stop_on_sigterm(_signum: int, _frame) -> None:
+    """SIGTERM is the way to stop serving: exit 0 like Prefect's runner does (it prints
+    "being served" before it installs its own handler, so a SIGTERM can land here)."""
+    raise SystemExit(0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # SIGTERM before Prefect's runner installs its own (graceful) handler must still run
     # the finally blocks below, which stop the server we started
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     # `python -m flows.serve` runs this file as __main__: deploy the importable module's
     # flow so that runs find it as flows.serve.previous_month_report
     this = importlib.import_module("flows.serve")
