@@ -9,6 +9,8 @@ value stays absent. Coordinates are WGS84 (EPSG:4326).
 from __future__ import annotations
 
 import json
+import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
@@ -282,15 +284,99 @@ def export_table(name: str, df: pd.DataFrame, dest: Path) -> list[Path]:
         pyogrio.write_dataframe(
             gdf, gpkg, layer=name, driver="GPKG", geometry_type=kind, use_arrow=USE_ARROW
         )
+    views = []
     for layer, part in parts.items():
         if part.geometry.isna().all():
             # attribute table (density classes, whole-territory rows): no geometry column
             pyogrio.write_dataframe(
                 pd.DataFrame(part.drop(columns="geometry")), gpkg, layer=layer, driver="GPKG"
             )
+        elif C.PERIOD in part and (keys := place_keys(part)) and part.duplicated(keys).any():
+            views.append(write_places_and_values(part, gpkg, layer, keys))
         else:
             pyogrio.write_dataframe(part, gpkg, layer=layer, driver="GPKG", use_arrow=USE_ARROW)
+    if views:
+        register_views(gpkg, views)
     return [csv, geojson, gpkg]
+
+
+# A layer of periods repeats each hexagon or flow line once per period (~720 times in an
+# hourly month): it is stored as a table of its places (geometry, once each), a table of
+# its values (no geometry) and the layer itself as a spatial view joining them, which GDAL
+# and QGIS open as any layer. At 30 M events (1.61 M rows) present_population.gpkg:
+# 483 -> 90 MiB, and export_table 9.0 -> 5.2 s.
+PLACES_SUFFIX = "_places"
+VALUES_SUFFIX = "_values"
+PLACE_COLUMNS = ("lat", "lon", "origin_lat", "origin_lon", "destination_lat", "destination_lon")
+
+
+def place_keys(gdf: gpd.GeoDataFrame) -> list[str]:
+    """The columns a row's geometry is a function of (h3_geodataframe)."""
+    if C.H3_CELL in gdf:
+        return [C.H3_CELL]
+    if C.ORIGIN_CELL in gdf and C.DESTINATION_CELL in gdf:
+        return [C.ORIGIN_CELL, C.DESTINATION_CELL]
+    return []
+
+
+@dataclass(frozen=True)
+class View:
+    """A layer stored as places and values: what its view selects."""
+
+    layer: str
+    geometry_type: str  # POLYGON or LINESTRING
+    keys: list[str]  # join columns
+    columns: list[str]  # the layer's columns, in order (geometry aside)
+    from_places: list[str]  # those read from the places table (besides the keys)
+
+
+def write_places_and_values(
+    part: gpd.GeoDataFrame, gpkg: Path, layer: str, keys: list[str]
+) -> View:
+    """Write ``layer``_places and ``layer``_values into ``gpkg``."""
+    on_place = [*keys, *(c for c in PLACE_COLUMNS if c in part)]
+    places = part.drop_duplicates(keys)[[*on_place, part.geometry.name]]
+    pyogrio.write_dataframe(
+        places, gpkg, layer=layer + PLACES_SUFFIX, driver="GPKG", use_arrow=USE_ARROW
+    )
+    values = pd.DataFrame(part.drop(columns=[part.geometry.name, *on_place[len(keys) :]]))
+    pyogrio.write_dataframe(
+        values, gpkg, layer=layer + VALUES_SUFFIX, driver="GPKG", use_arrow=USE_ARROW
+    )
+    kind = places.geometry.dropna().geom_type.iloc[0].upper()
+    columns = [c for c in part.columns if c != part.geometry.name]
+    return View(layer, kind, keys, columns, on_place[len(keys) :])
+
+
+def register_views(gpkg: Path, views: list[View]) -> None:
+    """Each layer as a view of its values joined to its places, registered as a feature
+    layer (gpkg_contents, gpkg_geometry_columns) in WGS84."""
+    con = sqlite3.connect(gpkg)
+    try:
+        with con:
+            for view in views:
+                select = ", ".join(
+                    f'{"p" if c in view.from_places else "v"}."{c}"' for c in view.columns
+                )
+                join = " AND ".join(f'p."{k}" = v."{k}"' for k in view.keys)
+                con.execute(
+                    f'CREATE VIEW "{view.layer}" AS SELECT v.fid AS fid, {select}, '
+                    f'p.geom AS geom FROM "{view.layer}{VALUES_SUFFIX}" AS v '
+                    f'LEFT JOIN "{view.layer}{PLACES_SUFFIX}" AS p ON {join}'
+                )
+                con.execute(
+                    "INSERT INTO gpkg_contents (table_name, identifier, data_type, srs_id) "
+                    "VALUES (?, ?, 'features', 4326)",
+                    (view.layer, view.layer),
+                )
+                con.execute(
+                    "INSERT INTO gpkg_geometry_columns "
+                    "(table_name, column_name, geometry_type_name, srs_id, z, m) "
+                    "VALUES (?, 'geom', ?, 4326, 0, 0)",
+                    (view.layer, view.geometry_type),
+                )
+    finally:
+        con.close()
 
 
 def export_month(

@@ -25,7 +25,7 @@ import pyogrio
 import pytest
 
 from jobs import diagnostics as D
-from mobiterra import cli
+from mobiterra import cli, exports
 from mobiterra.report import build_report
 
 K = 20
@@ -297,7 +297,11 @@ def test_exports_open_in_geopandas_and_hold_exactly_the_published_rows(hand_repo
         table = _published(month, name)
         csv = pd.read_csv(ex / f"{name}.csv", encoding="utf-8-sig", dtype={"code": str})
         gj = gpd.read_file(ex / f"{name}.geojson", engine="pyogrio")
-        layers = pyogrio.list_layers(ex / f"{name}.gpkg")[:, 0]
+        layers = [
+            lay
+            for lay in pyogrio.list_layers(ex / f"{name}.gpkg")[:, 0]
+            if not lay.endswith((exports.PLACES_SUFFIX, exports.VALUES_SUFFIX))
+        ]
         gp = pd.concat([gpd.read_file(ex / f"{name}.gpkg", layer=lay) for lay in layers])
         for df in (csv, gj, gp):
             assert set(table.columns) <= set(df.columns), name
@@ -314,6 +318,16 @@ def test_exports_open_in_geopandas_and_hold_exactly_the_published_rows(hand_repo
     assert set(pd.to_datetime(od_gj["period_start"], utc=True)) == {DAY1, DAY2}
     od_gp = gpd.read_file(ex / "od_trips.gpkg", layer="od_trips_r5")
     assert set(pd.to_datetime(od_gp["period_start"], utc=True)) == {DAY1, DAY2}
+    # a layer of periods is a view: its values joined to its places, each stored once
+    present = ex / "present_population.gpkg"
+    hourly = gpd.read_file(present, layer="present_population_r5")
+    places = gpd.read_file(present, layer="present_population_r5_places")
+    assert hourly["h3_cell"].duplicated().any() and not places["h3_cell"].duplicated().any()
+    assert set(places["h3_cell"]) == set(hourly["h3_cell"])
+    for cell, geom in zip(hourly["h3_cell"], hourly.geometry, strict=True):
+        ring = [(round(lat, 9), round(lng, 9)) for lng, lat in geom.exterior.coords[:-1]]
+        assert ring == [(round(a, 9), round(b, 9)) for a, b in h3.cell_to_boundary(cell)]
+    assert hourly.crs.to_epsg() == 4326 and (hourly.geom_type == "Polygon").all()
     res = gpd.read_file(ex / "residents.gpkg", layer="residents_r5")
     assert (res.geom_type == "Polygon").all() and (res["resolution"] == 5).all()
     assert res.crs.to_epsg() == 4326

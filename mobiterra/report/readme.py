@@ -156,7 +156,10 @@ Tables publiées par mobiterra pour {month}, chacune en trois formats :
   lignes droites (géométrie vide quand l'origine et la destination sont la même zone), WGS84.
 - `TABLE.gpkg` — GeoPackage pour QGIS, une couche par résolution H3 (`TABLE_r4` …) — les
   hexagones de résolutions différentes se recouvrent — ou, pour `diagnostics`, par unité
-  territoriale (flux à part ; classes sans géométrie).
+  territoriale (flux à part ; classes sans géométrie). Dans les tables par période
+  (`present_population`, `od_trips`), chaque couche `TABLE_rN` est une vue qui joint
+  `TABLE_rN_values` (les valeurs, sans géométrie) à `TABLE_rN_places` (chaque hexagone ou
+  flux une seule fois) : le fichier reste petit ; ouvrez `TABLE_rN`.
 
 ## Secret statistique
 
@@ -177,7 +180,9 @@ Tables published by mobiterra for {month}, each in three formats:
   origin and destination are the same area), WGS84.
 - `TABLE.gpkg` — GeoPackage for QGIS, one layer per H3 resolution (`TABLE_r4` …) — hexagons of
   different resolutions overlap — or, for `diagnostics`, per territorial unit (flows apart;
-  classes without geometry).
+  classes without geometry). In the tables by period (`present_population`, `od_trips`), each
+  layer `TABLE_rN` is a view joining `TABLE_rN_values` (the values, no geometry) to
+  `TABLE_rN_places` (each hexagon or flow once): the file stays small; open `TABLE_rN`.
 
 ## Suppression
 
