@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pyspark.sql import functions as F
 
 from jobs import cells as cells_rules
 from jobs import ingest
@@ -119,6 +120,92 @@ def test_each_accepted_event_carries_its_users_hmac(spark, cells_df):
         [want["u1"]] * 2 + [want["u2"], want["élise"]]
     )
     assert C.USER_ID not in got[0].asDict()
+
+
+def test_a_cells_validity_runs_from_local_midnight_to_local_midnight(spark, cells_df):
+    """ "moved" is valid until 10 March and from 20 March, local days (UTC+1 then)."""
+    rows = [
+        ("u1", "2020-03-10T22:59:59Z", "moved"),  # 23:59:59 on 10 March: still valid
+        ("u1", "2020-03-10T23:00:00Z", "moved"),  # 00:00 on 11 March: the gap
+        ("u1", "2020-03-19T22:59:59Z", "moved"),  # 23:59:59 on 19 March: the gap
+        ("u1", "2020-03-19T23:00:00Z", "moved"),  # 00:00 on 20 March: valid again
+    ]
+    got = [r[C.REASON] for r in _classify(spark, cells_df, rows).collect()]
+    assert got == [None, ingest.CELL_NOT_ACTIVE, ingest.CELL_NOT_ACTIVE, None]
+
+
+def _reference_cell_status(events_df, cells_df, tz):
+    """The rule as first written: the events' local day against each row's dates."""
+    day = F.to_date(F.from_utc_timestamp(F.col(C.TIMESTAMP), tz))
+    active = cells_df.select(
+        F.col(C.CELL_ID).alias("_cid"), C.VALID_FROM, C.VALID_TO, F.col("status").alias("_s")
+    )
+    on = (
+        (F.col(C.CELL_ID) == F.col("_cid"))
+        & (F.col(C.VALID_FROM).isNull() | (day >= F.col(C.VALID_FROM)))
+        & (F.col(C.VALID_TO).isNull() | (day <= F.col(C.VALID_TO)))
+    )
+    known = [r[0] for r in cells_df.select(C.CELL_ID).distinct().collect()]
+    status = (
+        F.when(~F.col(C.CELL_ID).isin(known), F.lit(ingest.UNKNOWN_CELL))
+        .when(F.col("_s").isNull(), F.lit(ingest.CELL_NOT_ACTIVE))
+        .when(F.col("_s") != cells_rules.OK, F.col("_s"))
+    )
+    return events_df.join(active, on=on, how="left").select("_i", status.alias("_want"))
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    periods=st.lists(st.tuples(st.integers(0, 100), st.integers(0, 15)), min_size=1, max_size=4),
+    tz=st.sampled_from(["Europe/Paris", "America/Cayenne", "Indian/Reunion", "Pacific/Chatham"]),
+)
+def test_property_cell_status_equals_the_local_day_rule(spark, periods, tz):
+    """Disjoint validity periods of one id (gaps, open ends), an event every half hour
+    over four months (two DST changes in Paris and Chatham) and one per day at a minute
+    before and at each UTC and local midnight: the one-join timeline gives each event
+    the status the local-day rule gives."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    t0, day0 = datetime(2020, 1, 1), date(2020, 1, 1)
+    rows, at = [], 0
+    for i, (gap, length) in enumerate(sorted(periods)):
+        at += gap
+        first = day0 + timedelta(days=at)
+        last = first + timedelta(days=length)
+        at += length + 1
+        open_first = i == 0 and gap % 3 == 0
+        open_last = i == len(periods) - 1 and length % 2 == 1
+        status = cells_rules.INVALID_COORDINATES if gap % 5 == 1 else cells_rules.OK
+        rows.append(("c", None if open_first else first, None if open_last else last, status))
+    cells = spark.createDataFrame(rows, CELLS_STATUS_SCHEMA)
+    zone = ZoneInfo(tz)
+    minutes = list(range(0, 120 * 24 * 60, 30))
+    for d in range(120):
+        local = datetime.combine(day0 + timedelta(days=d), datetime.min.time(), zone)
+        utc_midnight = (local.astimezone(UTC).replace(tzinfo=None) - t0).total_seconds() // 60
+        minutes += [d * 1440 - 1, d * 1440, int(utc_midnight) - 1, int(utc_midnight)]
+    minutes = [m for m in minutes if m >= 0]
+    events = spark.createDataFrame(
+        [(i, t0 + timedelta(minutes=m), "c" if i % 97 else "other")
+         for i, m in enumerate(sorted(set(minutes)))],
+        f"_i long, {C.TIMESTAMP} timestamp, {C.CELL_ID} string",
+    )  # fmt: skip
+    got = (
+        ingest.with_cell_status(events, cells, tz)
+        .select(
+            "_i",
+            F.when(~F.col("cell_known"), F.lit(ingest.UNKNOWN_CELL))
+            .when(F.col("cell_status") != cells_rules.OK, F.col("cell_status"))
+            .alias("_got"),
+        )
+        .join(_reference_cell_status(events, cells, tz), on="_i")
+        .collect()
+    )
+    assert len(got) == len(set(minutes))
+    assert all(r["_got"] == r["_want"] for r in got), [r for r in got if r["_got"] != r["_want"]]
 
 
 USERS = st.sampled_from([None, "", "u1", "u2", "u3"])
