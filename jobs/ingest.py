@@ -116,8 +116,9 @@ def with_cell_status(events_df: DataFrame, cells_df: DataFrame, timezone: str) -
     instant (broadcast: cells are small): one join, no time zone arithmetic per event.
 
     Adds ``cell_status`` (ok / a cells reason / CELL_NOT_ACTIVE between and around the
-    validity periods) and ``cell_known`` (the id is in the cells table). A row without a
-    timestamp meets no row (both null): its reason is the timestamp's, tested first.
+    validity periods) and ``cell_known`` (the event met a row: its id is in the cells
+    table). A row without a timestamp meets only an open-ended row, so either may read
+    null or false for it; its reason is the timestamp's, tested first.
     """
     ts = F.col(C.TIMESTAMP)
     holds = (
