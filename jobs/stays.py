@@ -282,13 +282,12 @@ def merge_stays(
     prev_place = _place(F.lag(C.STAY_H3).over(previous), same_place_resolution)
     gap_s = F.unix_seconds(F.col(C.STAY_START)) - F.unix_seconds(F.lag(C.STAY_END).over(previous))
     starts_group = prev_place.isNull() | (place != prev_place) | (gap_s > max_time_missing_stay_s)
-    part_s = F.unix_seconds(F.col(C.STAY_END)) - F.unix_seconds(F.col(C.STAY_START))
     return (
         stays_df.withColumn("_starts", starts_group.cast("int"))
         .withColumn(SEGMENT, F.sum("_starts").over(running))
         .groupBy(C.USER_KEY, SEGMENT)
         .agg(
-            F.max_by(C.STAY_H3, F.struct(part_s, -F.col(C.STAY_H3))).alias(C.STAY_H3),
+            F.max_by(C.STAY_H3, F.struct(_duration_s(), -F.col(C.STAY_H3))).alias(C.STAY_H3),
             F.min(C.STAY_START).alias(C.STAY_START),
             F.max(C.STAY_END).alias(C.STAY_END),
         )
