@@ -38,9 +38,15 @@ def count_od(
     A trip belongs to the periods of its departure (local time). At coarse resolutions a
     trip inside one parent cell lands on the diagonal (origin == destination), as in any
     zonal OD matrix. ``start``/``end`` (UTC) keep the periods starting in [start, end).
+
+    The trips are shuffled by user first (a few per user-day): the distinct users' first
+    aggregation, by (row, user), then finds them clustered, and only its partial counts
+    are shuffled by row, not every trip x period x resolution (30 M bench month, warm:
+    3.3-3.8 -> 3.0-3.2 s).
     """
     return (
         trips_df.select(C.USER_KEY, C.ORIGIN_H3, C.DESTINATION_H3, C.DEPARTURE)
+        .repartition(C.USER_KEY)
         .transform(with_periods, C.DEPARTURE, timezone, day_parts, periods)
         .transform(filter_period_starts, start, end)
         .transform(
