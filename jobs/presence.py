@@ -105,7 +105,8 @@ def count_by_sweep(
     ``by_user``: ``ranges_df`` is clustered by user already (made from stays shuffled by
     user before they were exploded into ranges); the merge of each user's ranges then
     needs no exchange, and only the changes, summed per task first, are shuffled by the
-    keys. Otherwise one shuffle of the ranges by the keys serves every step.
+    keys. Otherwise one shuffle of the ranges by the keys serves every step. Either way
+    only the plan differs: Spark shuffles whatever a step needs, the counts are the same.
     """
     if not by_user:
         # One shuffle by the keys serves every step below (each groups or windows by the

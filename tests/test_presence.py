@@ -188,3 +188,39 @@ def test_slot_labels_follow_local_day_parts_across_dst():
     day = slot_labels(base, 48, "day", PARIS, PARTS)
     assert day.count(date(2024, 3, 31)) == 23
     assert day[0] == date(2024, 3, 30) and None not in day
+
+
+@pytest.mark.parametrize("by_user", [False, True])
+def test_sweep_counts_distinct_users_whatever_the_shuffle(spark, by_user):
+    # Overlapping and adjacent ranges of one user in one cell count once per day;
+    # by_user (ranges clustered by user, no shuffle by cell) changes the plan only.
+    from datetime import date
+
+    from jobs.presence import FIRST, LAST, _days, count_by_sweep
+
+    rows = [
+        ("u1", 1, date(2020, 4, 1), date(2020, 4, 3)),
+        ("u1", 1, date(2020, 4, 2), date(2020, 4, 2)),  # inside the first
+        ("u1", 1, date(2020, 4, 4), date(2020, 4, 4)),  # adjacent: joins it
+        ("u2", 1, date(2020, 4, 3), date(2020, 4, 5)),
+        ("u2", 2, date(2020, 4, 1), date(2020, 4, 1)),
+        ("u3", 2, date(2020, 4, 1), date(2020, 4, 2)),
+    ]
+    ranges_df = spark.createDataFrame(
+        rows, f"user_key string, cell long, {FIRST} date, {LAST} date"
+    )
+    if by_user:
+        ranges_df = ranges_df.repartition(C.USER_KEY)
+    got = sorted(
+        (r["cell"], r["_at"].isoformat(), r[C.USERS])
+        for r in count_by_sweep(ranges_df, ["cell"], _days, by_user=by_user).collect()
+    )
+    assert got == [
+        (1, "2020-04-01", 1),
+        (1, "2020-04-02", 1),
+        (1, "2020-04-03", 2),
+        (1, "2020-04-04", 2),
+        (1, "2020-04-05", 1),
+        (2, "2020-04-01", 2),
+        (2, "2020-04-02", 1),
+    ]
