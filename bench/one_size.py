@@ -163,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", required=True, type=Path)
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--duckdb-threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument(
+        "--daily-only",
+        action="store_true",
+        help="publish present_population and od_trips for the day period only (the "
+        "baseline's tables; od_home_work, the gates and the writes stay)",
+    )
     args = ap.parse_args(argv)
     os.environ.setdefault("MOBITERRA_PSEUDONYM_KEY", BENCH_KEY)
 
@@ -185,11 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     from jobs.pipeline import run_month
-    from mobiterra.config import RunConfig
+    from mobiterra.config import OdParams, PresenceParams, RunConfig
     from mobiterra.progress import Progress
     from mobiterra.spark import engine_session
 
     sampler = Sampler().start()
+    daily = {"presence": PresenceParams(periods=["day"]), "od": OdParams(periods=["day"])}
     cfg = RunConfig(
         events=folder / "events",
         cells=folder / "cells.csv",
@@ -200,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         out=out_dir,
         work_dir=work_root,
         quiet=True,
+        **(daily if args.daily_only else {}),
     )
+    result["periods"] = {"present_population": cfg.presence.periods, "od_trips": cfg.od.periods}
     with sampler.phase("jvm_start") as jvm:
         spark = engine_session(cfg.engine)
     calls: dict = {}

@@ -27,23 +27,33 @@ NOT_SHARED = ("coverage", "expansion", "od-departements", "diagnostics", "report
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 
 
-def run_size(n: int, no_baseline: bool) -> dict:
+def run_size(n: int, no_baseline: bool, daily_only: bool = False) -> dict:
+    """One size in a process of its own; ``daily_only``: the pipeline publishing the daily
+    periods of present_population and od_trips only (the baseline's tables)."""
     folder, _ = bench_data.ensure_data(n, log=lambda m: print(m, file=sys.stderr))
-    out = bench_data.BENCH_STATE / f"size-{n}.json"
+    out = bench_data.BENCH_STATE / f"size-{n}{'-daily' if daily_only else ''}.json"
     cmd = [sys.executable, "-m", "bench.one_size", "--data", str(folder), "--json", str(out)]
     if no_baseline:
         cmd.append("--no-baseline")
-    print(f"size {n:,}: {folder}  (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
+    if daily_only:
+        cmd.append("--daily-only")
+    what = ", daily periods only" if daily_only else ""
+    print(f"size {n:,}{what}: {folder}  (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
     subprocess.run(cmd, check=True)
     return {"target_events": n, **json.loads(out.read_text())}
+
+
+def shared_seconds(pipeline: dict) -> float:
+    """Pipeline time without the stages that make no shared table."""
+    return pipeline["seconds"] - sum(
+        s["seconds"] for name, s in pipeline["stages"].items() if name in NOT_SHARED
+    )
 
 
 def derived(r: dict) -> dict:
     """Throughput and ratios of one size."""
     p = r["pipeline"]
-    shared_s = p["seconds"] - sum(
-        s["seconds"] for name, s in p["stages"].items() if name in NOT_SHARED
-    )
+    shared_s = shared_seconds(p)
     d = {
         "events": p["rows_read"],
         "events_per_s": round(p["rows_read"] / p["seconds"]),
@@ -53,6 +63,14 @@ def derived(r: dict) -> dict:
         d["ratio_whole_vs_duckdb"] = round(p["seconds"] / r["duckdb"]["seconds"], 2)
         d["ratio_shared_vs_duckdb"] = round(shared_s / r["duckdb"]["seconds"], 2)
         d["tables_equal"] = all(e["equal"] for e in r["equality"].values())
+    daily = r.get("daily_only")
+    if daily and "duckdb" in daily:
+        d["daily_only_shared_s"] = round(shared_seconds(daily["pipeline"]), 3)
+        d["daily_only_duckdb_s"] = daily["duckdb"]["seconds"]
+        d["ratio_daily_only_vs_duckdb"] = round(
+            d["daily_only_shared_s"] / daily["duckdb"]["seconds"], 2
+        )
+        d["daily_only_tables_equal"] = all(e["equal"] for e in daily["equality"].values())
     return d
 
 
@@ -69,11 +87,27 @@ def targets(by_n: dict) -> list[str]:
                 f"- pipeline / DuckDB <= 2.0 at 30 M: {d['ratio_shared_vs_duckdb']} (shared "
                 f"stages), {d['ratio_whole_vs_duckdb']} (whole run)"
             )
+        if "ratio_daily_only_vs_duckdb" in d:
+            out.append(
+                f"- the same with the daily periods only (the baseline's tables): "
+                f"{d['ratio_daily_only_vs_duckdb']} ({d['daily_only_shared_s']:.1f} s against "
+                f"DuckDB's {d['daily_only_duckdb_s']:.1f} s in that run)"
+            )
         out.append(f"- peak memory < 6 GiB at 30 M: {rss:.2f} GiB (driver + JVM peaks)")
     if 10_000_000 in by_n and big:
         ratio = big["pipeline"]["seconds"] / by_n[10_000_000]["pipeline"]["seconds"]
         out.append(f"- time(30 M) / time(10 M) <= 3.3: {ratio:.2f}")
     return out
+
+
+def _daily(d: dict) -> str:
+    if "ratio_daily_only_vs_duckdb" not in d:
+        return "–"
+    return (
+        f"{d['daily_only_shared_s']:.1f}, {d['daily_only_duckdb_s']:.1f}, "
+        f"{d['ratio_daily_only_vs_duckdb']}"
+        + ("" if d["daily_only_tables_equal"] else " (tables differ)")
+    )
 
 
 def _gib(x) -> str:
@@ -93,12 +127,15 @@ def markdown(results: dict) -> str:
         "(bench/baseline_duckdb.py) computes residents, residence_shift and the daily "
         "present_population and od_trips the pipeline publishes; its tables are checked "
         "equal to the pipeline's pre-gate counts first. `shared` = pipeline time without "
-        f"the stages that make no shared table ({', '.join(NOT_SHARED)}).",
+        f"the stages that make no shared table ({', '.join(NOT_SHARED)}). `daily only`: "
+        "a second run of the size, in its own process, publishing present_population and "
+        "od_trips for the day period only (the baseline's tables; od_home_work, the gates "
+        "and the writes stay): its shared seconds against its own DuckDB run.",
         "",
         "| events | JVM start s | pipeline s | events/s | shared s | DuckDB s "
-        "| pipeline/DuckDB (whole, shared) | equal | peak driver GiB | peak JVM GiB "
-        "| DuckDB peak driver GiB | load (mean, max) |",
-        "|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|",
+        "| pipeline/DuckDB (whole, shared) | daily only: shared s, DuckDB s, ratio | equal "
+        "| peak driver GiB | peak JVM GiB | DuckDB peak driver GiB | load (mean, max) |",
+        "|---:|---:|---:|---:|---:|---:|---|---|---|---:|---:|---:|---|",
     ]
     for r in runs:
         p, d, duck = r["pipeline"], r["derived"], r.get("duckdb", {})
@@ -107,6 +144,7 @@ def markdown(results: dict) -> str:
             f"| {d['events_per_s']:,} | {d['pipeline_shared_s']:.1f} "
             f"| {duck.get('seconds', float('nan')):.1f} "
             f"| {d.get('ratio_whole_vs_duckdb', '–')}, {d.get('ratio_shared_vs_duckdb', '–')} "
+            f"| {_daily(d)} "
             f"| {', '.join(t for t, e in r.get('equality', {}).items() if e['equal']) or '–'} "
             f"| {_gib(p.get('peak_driver_rss_gib'))} | {_gib(p.get('peak_jvm_rss_gib'))} "
             f"| {_gib(duck.get('peak_driver_rss_gib'))} "
@@ -138,6 +176,12 @@ def markdown(results: dict) -> str:
         if "duckdb" in r:
             steps = ", ".join(f"{k} {v:.1f} s" for k, v in r["duckdb"]["steps_s"].items())
             lines += ["", f"DuckDB ({r['duckdb']['threads']} threads): {steps}."]
+        daily = r.get("daily_only")
+        if daily:
+            stages = ", ".join(
+                f"{k} {v['seconds']:.1f} s" for k, v in daily["pipeline"]["stages"].items()
+            )
+            lines += ["", f"Daily periods only ({daily['pipeline']['seconds']:.1f} s): {stages}."]
     return "\n".join(lines) + "\n"
 
 
@@ -145,12 +189,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default=",".join(str(n) for n in SIZES))
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument(
+        "--no-daily-only",
+        action="store_true",
+        help="skip the second run of each size with the daily periods only",
+    )
     ap.add_argument("--json", type=Path, default=bench_data.BENCH_STATE / "results.json")
     ap.add_argument("--markdown", type=Path, default=RESULTS_MD)
     args = ap.parse_args(argv)
     runs = []
     for n in (int(float(s)) for s in args.sizes.split(",")):
         r = run_size(n, args.no_baseline)
+        if not (args.no_baseline or args.no_daily_only):
+            r["daily_only"] = run_size(n, False, daily_only=True)
         r["derived"] = derived(r)
         runs.append(r)
         d = r["derived"]
