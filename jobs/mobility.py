@@ -40,7 +40,7 @@ def mobility_counts(
     first, last = month.first_day, month.next_first_day - timedelta(days=1)
     if stays_df is None:
         stays_df = stays.stays_from_events(
-            events_df, coverage_df, cfg.stays, cfg.timezone, sites_df
+            events_df, coverage_df, cfg.stays, cfg.timezone, sites_df, (first, last)
         )
     if trips_df is None:
         trips_df = stays.trips_from_stays(stays_df, cfg.stays.same_place_resolution)

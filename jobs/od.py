@@ -172,7 +172,7 @@ def daytime_anchor(
     took 3.9 s, 2.5 s with one shuffle).
     """
     return (
-        events_df.transform(with_local_time, timezone)
+        events_df.transform(with_local_time, timezone, first, last)
         .transform(filter_daytime, params, first, last)
         .repartition(C.USER_KEY)
         .transform(count_covered_days, coverage_df, first)

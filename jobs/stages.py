@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +20,7 @@ from pyspark.sql import types as T
 from jobs import cells as cells_rules
 from jobs import expansion, gate, ingest, noise, release, residence, shift
 from jobs.coverage import COVERAGE_COLUMNS, COVERAGE_VERSION, coverage_table
+from jobs.periods import local_time
 from jobs.population import population_by_h3, read_population
 from jobs.pseudonym import pseudonym_key
 from jobs.readers import prune_to_days, read_cells_pandas, read_events
@@ -98,7 +100,9 @@ def stage_ingest(
     # The buckets are counted while the accepted events are written (one pass).
     observation = Observation(f"ingest-{month}")
     events_path = work / f"events-{month}"
-    local_ts = F.from_utc_timestamp(F.col(C.TIMESTAMP), cfg.timezone)
+    m = Month(month)
+    last_day = m.next_first_day - timedelta(days=1)
+    local_ts = local_time(F.col(C.TIMESTAMP), cfg.timezone, m.first_day, last_day)
     keep = residence.is_night(local_ts, cfg.residence) if nights_only else None
     ingest.accepted_events(classified_df, key, observation, keep).write.mode("overwrite").parquet(
         str(events_path)

@@ -5,6 +5,7 @@ both share ``_publish_table``, the one door to the gate)."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,7 +20,7 @@ from jobs.readers import read_cells_pandas
 from jobs.stages import _publish_table, materialize
 from mobiterra import columns as C
 from mobiterra import schemas
-from mobiterra.config import RunConfig
+from mobiterra.config import Month, RunConfig
 from mobiterra.h3cols import h3_parent
 
 EXPANSION_TABLE = "expansion"
@@ -45,12 +46,14 @@ def stage_stays(
                          cfg.stays.same_mast_max_distance_m),
         schemas.COVERAGE,
     )  # fmt: skip
+    m = Month(month)
     stays_df = stays.stays_from_events(
         spark.read.parquet(events_path),
         main_df,  # a coverage table of one hexagon per antenna cell
         cfg.stays,
         cfg.timezone,
         None if sites is None else spark.createDataFrame(sites),
+        (m.first_day, m.next_first_day - timedelta(days=1)),
     )
     path = Path(work) / f"stays-{month}"
     stays_df = materialize(spark, stays_df, path)

@@ -14,6 +14,8 @@ the same H3 parent at ``same_place_resolution``; a silence longer than
 
 from __future__ import annotations
 
+from datetime import date
+
 import h3
 import numpy as np
 import pandas as pd
@@ -105,12 +107,14 @@ def with_main_cell(
     coverage_df: DataFrame,
     timezone: str,
     sites_df: DataFrame | None = None,
+    days: tuple[date, date] | None = None,
 ) -> DataFrame:
     """(user_key, timestamp, h3_id): each event placed at its antenna cell's main H3 cell.
 
     With ``sites_df`` (cell_id, site: one row per antenna cell, :func:`cell_sites`) the
     events also carry their antenna's ``site``. Events of antenna cells unknown to (or
-    inactive in) the coverage table are dropped.
+    inactive in) the coverage table are dropped. ``days`` (first, last): the local dates
+    the events are about, for a cheaper local time (residence.with_local_time).
     """
     main_df = main_coverage(coverage_df)
     cols = [C.USER_KEY, C.TIMESTAMP, C.H3_ID]
@@ -118,7 +122,7 @@ def with_main_cell(
         main_df = main_df.join(F.broadcast(sites_df.select(C.CELL_ID, SITE)), C.CELL_ID, "left")
         cols.append(SITE)
     return (
-        events_df.transform(with_local_time, timezone)
+        events_df.transform(with_local_time, timezone, *(days or (None, None)))
         .transform(with_coverage, main_df)
         .select(*cols)
     )
@@ -318,11 +322,13 @@ def stays_from_events(
     params: StayParams,
     timezone: str,
     sites_df: DataFrame | None = None,
+    days: tuple[date, date] | None = None,
 ) -> DataFrame:
     """Accepted events (user_key, timestamp, cell_id) -> stays (schema STAYS).
 
-    ``sites_df`` (:func:`cell_sites`): the antenna masts, for the handover rule."""
-    return events_df.transform(with_main_cell, coverage_df, timezone, sites_df).transform(
+    ``sites_df`` (:func:`cell_sites`): the antenna masts, for the handover rule; ``days``
+    (first, last): the month's local dates, as with_main_cell."""
+    return events_df.transform(with_main_cell, coverage_df, timezone, sites_df, days).transform(
         stays_from_located, params
     )
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.periods import local_start
+from jobs.periods import local_start, local_time, utc_offsets
 
 # DST zones of both hemispheres, a half-hour DST shift (Lord Howe), a half-hour offset
 # without DST (Kolkata) and a zone that skipped a whole day (Apia, 30 Dec 2011).
@@ -43,3 +43,45 @@ def test_local_start_of_ordinary_and_dst_days_in_paris(spark):
     for value, (d, h) in zip(got, cases, strict=True):
         wall = datetime.fromisoformat(d) + timedelta(hours=h)
         assert value == wall.replace(tzinfo=zone).astimezone(UTC).replace(tzinfo=None), (d, h)
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_local_time_is_from_utc_timestamp_every_quarter_hour(spark, zone):
+    # Instants every 7 min 30 s of 2011 and the months around it (Apia's skipped day,
+    # both hemispheres' DST changes), for local time asked around one month at a time:
+    # inside the month's days, the offsets; outside, from_utc_timestamp itself.
+    instants = spark.range(430 * 24 * 8).select(
+        F.timestamp_seconds(F.lit(1291161600) + F.col("id") * 450).alias("ts")  # 2010-12-01
+    )
+    for first, last in [
+        (date(2011, 3, 1), date(2011, 4, 30)),
+        (date(2011, 9, 1), date(2011, 10, 31)),
+        (date(2011, 12, 1), date(2011, 12, 31)),
+    ]:
+        got = local_time(F.col("ts"), zone, first, last)
+        differ = instants.filter(~got.eqNullSafe(F.from_utc_timestamp("ts", zone)))
+        assert differ.count() == 0, (zone, first, differ.limit(3).collect())
+
+
+def test_local_time_of_a_null_instant_is_null(spark):
+    row = spark.range(1).select(
+        local_time(F.lit(None).cast("timestamp"), "Europe/Paris", date(2020, 4, 1),
+                   date(2020, 4, 30)).alias("t")
+    ).first()  # fmt: skip
+    assert row.t is None
+
+
+def test_utc_offsets_find_each_transition_to_the_second():
+    # Paris 2020: +1 h until 29 March 01:00 UTC, +2 h until 25 October 01:00 UTC
+    got = utc_offsets("Europe/Paris", datetime(2020, 3, 1), datetime(2020, 11, 1))
+    assert got == [
+        (datetime(2020, 3, 1), 3600),
+        (datetime(2020, 3, 29, 1), 7200),
+        (datetime(2020, 10, 25, 1), 3600),
+    ]
+    # Kolkata: one offset, +5:30; Lord Howe's half-hour change at 2:00 local (15:00 UTC)
+    assert utc_offsets("Asia/Kolkata", datetime(2020, 1, 1), datetime(2020, 2, 1)) == [
+        (datetime(2020, 1, 1), 19800)
+    ]
+    lord_howe = utc_offsets("Australia/Lord_Howe", datetime(2020, 3, 1), datetime(2020, 5, 1))
+    assert lord_howe == [(datetime(2020, 3, 1), 39600), (datetime(2020, 4, 4, 15), 37800)]
