@@ -8,7 +8,15 @@ from datetime import date, datetime
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from jobs.periods import MONTH, filter_period_starts, utc_lit, with_periods
+from jobs.periods import (
+    MONTH,
+    filter_period_starts,
+    is_weekday,
+    utc_lit,
+    wall_date,
+    wall_hour,
+    with_periods,
+)
 from jobs.residence import LOCAL_TS, with_local_time, with_resolutions
 from mobiterra import columns as C
 from mobiterra.config import DayPartParams, ResidenceParams
@@ -70,12 +78,12 @@ def filter_daytime(
 
     Needs ``local_ts`` (residence.with_local_time). Public holidays count as weekdays.
     """
-    hour = F.hour(F.col(LOCAL_TS))
-    weekday = F.dayofweek(F.col(LOCAL_TS)).between(2, 6)  # 1 = Sunday, 7 = Saturday
+    hour = wall_hour(F.col(LOCAL_TS))
+    weekday = is_weekday(wall_date(F.col(LOCAL_TS)))
     in_window = (hour >= params.day_start_hour) & (hour < params.day_end_hour)
     return (
         events_df.filter(weekday & in_window)
-        .withColumn(C.DAY, F.to_date(F.col(LOCAL_TS)))
+        .withColumn(C.DAY, wall_date(F.col(LOCAL_TS)))
         .filter(F.col(C.DAY).between(F.lit(first), F.lit(last)))
     )
 

@@ -8,7 +8,7 @@ from datetime import date
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from jobs.periods import local_time
+from jobs.periods import local_time, wall_date, wall_hour
 from mobiterra import columns as C
 from mobiterra.config import ResidenceParams
 from mobiterra.h3cols import h3_parent
@@ -34,7 +34,7 @@ def with_coverage(events_df: DataFrame, coverage_df: DataFrame) -> DataFrame:
 
     The coverage table is small and broadcast; validity is checked on the local day.
     """
-    day = F.to_date(F.col(LOCAL_TS))
+    day = wall_date(F.col(LOCAL_TS))
     known = (C.CELL_ID, C.VALID_FROM, C.VALID_TO, C.H3_ID, C.WEIGHT)
     extra = [c for c in coverage_df.columns if c not in known]  # e.g. stays' antenna site
     cov_df = coverage_df.select(
@@ -52,7 +52,7 @@ def with_coverage(events_df: DataFrame, coverage_df: DataFrame) -> DataFrame:
 
 def is_night(local_ts: Column, params: ResidenceParams) -> Column:
     """Whether a local wall-clock timestamp falls in the night window."""
-    hour = F.hour(local_ts)
+    hour = wall_hour(local_ts)
     if params.night_start_hour > params.night_end_hour:  # the window crosses midnight
         return (hour >= params.night_start_hour) | (hour < params.night_end_hour)
     return (hour >= params.night_start_hour) & (hour < params.night_end_hour)
@@ -68,7 +68,7 @@ def filter_night(
     """
     at_night = is_night(F.col(LOCAL_TS), params)
     shift = params.night_end_hour if params.night_start_hour > params.night_end_hour else 0
-    night = F.to_date(F.col(LOCAL_TS) - F.make_interval(hours=F.lit(shift)))
+    night = wall_date(F.col(LOCAL_TS), hours_back=shift)
     return (
         events_df.filter(at_night)
         .withColumn(C.NIGHT, night)
@@ -108,7 +108,7 @@ def with_cell_place(events_df: DataFrame, coverage_df: DataFrame) -> DataFrame:
     One row per event (the coverage table's hexagons are not joined in); events on cells
     unknown to or inactive in the coverage table are dropped. Needs ``local_ts``.
     """
-    day = F.to_date(F.col(LOCAL_TS))
+    day = wall_date(F.col(LOCAL_TS))
     places_df = cell_places(coverage_df).withColumnRenamed(C.CELL_ID, "_cid")
     active = (
         (F.col(C.CELL_ID) == F.col("_cid"))

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.periods import local_start, local_time, utc_offsets
+from jobs.periods import is_weekday, local_start, local_time, utc_offsets, wall_date, wall_hour
 
 # DST zones of both hemispheres, a half-hour DST shift (Lord Howe), a half-hour offset
 # without DST (Kolkata) and a zone that skipped a whole day (Apia, 30 Dec 2011).
@@ -85,3 +85,31 @@ def test_utc_offsets_find_each_transition_to_the_second():
     ]
     lord_howe = utc_offsets("Australia/Lord_Howe", datetime(2020, 3, 1), datetime(2020, 5, 1))
     assert lord_howe == [(datetime(2020, 3, 1), 39600), (datetime(2020, 4, 4, 15), 37800)]
+
+
+def test_wall_date_hour_and_weekday_are_the_casts_of_the_session(spark):
+    # every 7 min 30 s and the microsecond before and after each hour, 1969-12-25 .. 1970-01-05
+    # (negative instants) and 2020-03-27 .. 2020-04-06 (the session is UTC)
+    def instants(first_second: int):
+        steps = spark.range(11 * 24 * 8).select(
+            (F.lit(first_second * 1_000_000) + F.col("id") * 450_000_000).alias("us")
+        )
+        edges = steps.select((F.col("us") + F.lit(-1)).alias("us")).union(
+            steps.select((F.col("us") + F.lit(1)).alias("us"))
+        )
+        return steps.union(edges).select(F.timestamp_micros("us").alias("t"))
+
+    df = instants(-7 * 86400).union(instants(1585267200))
+    checks = {
+        "date": (wall_date(F.col("t")), F.to_date("t")),
+        "date 6 h back": (
+            wall_date(F.col("t"), hours_back=6),
+            F.to_date(F.col("t") - F.make_interval(hours=F.lit(6))),
+        ),
+        "hour": (wall_hour(F.col("t")), F.hour("t")),
+        "weekday": (is_weekday(F.to_date("t")), F.dayofweek(F.to_date("t")).between(2, 6)),
+    }
+    for name, (got, expected) in checks.items():
+        differ = df.filter(~got.eqNullSafe(expected))
+        assert differ.count() == 0, (name, differ.limit(3).collect())
+    assert df.select(wall_hour(F.lit(None).cast("timestamp"))).first()[0] is None
