@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from mobiterra import jvm_archive
 from mobiterra.config import JAVA_OPTIONS, EngineParams
 
 LOG4J = Path(__file__).parent / "data" / "log4j2.properties"
@@ -54,6 +55,9 @@ def spark_session(
         return builder.appName(app_name).getOrCreate()
 
     builder = SparkSession.builder.master(master or "local[*]").appName(app_name)
+    # the class archive of `make setup` (mobiterra.jvm_archive): a local driver only, the
+    # one JVM whose class path it was made with
+    archive = jvm_archive.driver_options() if (master or "local").startswith("local") else ""
     local_conf = {
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
@@ -62,7 +66,9 @@ def spark_session(
         "spark.driver.host": "127.0.0.1",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.executorEnv.PYSPARK_PYTHON": sys.executable,
-        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J} {java_options}",
+        "spark.driver.extraJavaOptions": (
+            f"-Dlog4j2.configurationFile={LOG4J} {java_options} {archive}".rstrip()
+        ),
         "spark.executor.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J} {java_options}",
     }
     if UDF_JAR.exists():  # shipped to a cluster's executors too

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+
+from mobiterra import jvm_archive
 from mobiterra.config import JAVA_OPTIONS, RunConfig
 
 
@@ -29,3 +32,42 @@ def test_java_options_are_an_engine_setting(tmp_path):
     assert RunConfig(events="e", cells="c", month="2020-04", out="o").engine.java_options == (
         JAVA_OPTIONS
     )
+
+
+def test_the_shared_session_maps_the_class_archive_of_make_setup(spark):
+    # make setup made this Java's archive (mobiterra.jvm_archive); the driver maps it
+    archive = jvm_archive.archive_path()
+    assert archive is not None and archive.is_file(), "run make setup"
+    bean = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getPlatformMXBean(
+        spark.sparkContext._jvm.java.lang.Class.forName(
+            "com.sun.management.HotSpotDiagnosticMXBean"
+        )
+    )
+    assert bean.getVMOption("SharedArchiveFile").getValue() == str(archive)
+    assert str(archive) not in (spark.sparkContext.getConf().get("spark.executor.extraJavaOptions"))
+
+
+def test_no_archive_no_option_and_a_new_java_a_new_archive(tmp_path, monkeypatch):
+    monkeypatch.setattr(jvm_archive, "ARCHIVE_DIR", tmp_path)
+    assert jvm_archive.driver_options() == ""
+    path = jvm_archive.archive_path()
+    path.write_bytes(b"x")
+    assert jvm_archive.driver_options() == f"-XX:SharedArchiveFile={path} {jvm_archive.QUIET}"
+    fake = tmp_path / "jdk" / "bin"
+    fake.mkdir(parents=True)
+    (fake / "java").write_text("#!/bin/sh\n")
+    (fake / "java").chmod(0o755)
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk"))
+    other = jvm_archive.archive_path()
+    assert other != path and other.parent == tmp_path
+    assert jvm_archive.driver_options() == ""
+
+
+def test_a_damaged_archive_is_never_kept(tmp_path):
+    # a truncated archive crashes the JVM that maps it: ensure_archive checks before renaming
+    archive = jvm_archive.archive_path()
+    damaged = tmp_path / "damaged.jsa"
+    damaged.write_bytes(archive.read_bytes()[:1_000_000])
+    java = shutil.which("java", path=jvm_archive._java_path())
+    assert not jvm_archive._maps(java, damaged)
+    assert jvm_archive._maps(java, archive)
