@@ -18,6 +18,7 @@ def test_the_shared_session_runs_on_the_configured_throughput_collector(spark):
     conf = spark.sparkContext.getConf()
     assert JAVA_OPTIONS in conf.get("spark.driver.extraJavaOptions")
     assert JAVA_OPTIONS in conf.get("spark.executor.extraJavaOptions")
+    assert conf.get("spark.sql.codegen.cache.maxEntries") == "1000"  # a static conf: set at start
 
 
 def test_java_options_are_an_engine_setting(tmp_path):
