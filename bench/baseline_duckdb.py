@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -236,7 +235,7 @@ class Baseline:
     def homes(self, label: str, month: str) -> None:
         r = self.cfg.residence
         m = Month(month)
-        first, last = m.first_day, m.next_first_day - timedelta(days=1)
+        first, last = m.first_day, m.last_day
         at_night, shift = self._night("e.local_ts")
         self._sql(
             "residence",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from pyspark.sql import DataFrame
 
 from jobs import noise, od, presence, stays
@@ -37,7 +35,7 @@ def mobility_counts(
         raise ValueError("mobility_counts needs a month (argument or cfg.month), got none")
     month = Month(month or cfg.month)
     start, end = month_bounds_utc(month, cfg.timezone, tail_hours=0)
-    first, last = month.first_day, month.next_first_day - timedelta(days=1)
+    first, last = month.first_day, month.last_day
     if stays_df is None:
         stays_df = stays.stays_from_events(
             events_df, coverage_df, cfg.stays, cfg.timezone, sites_df, (first, last)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -101,8 +100,7 @@ def stage_ingest(
     observation = Observation(f"ingest-{month}")
     events_path = work / f"events-{month}"
     m = Month(month)
-    last_day = m.next_first_day - timedelta(days=1)
-    local_ts = local_time(F.col(C.TIMESTAMP), cfg.timezone, m.first_day, last_day)
+    local_ts = local_time(F.col(C.TIMESTAMP), cfg.timezone, m.first_day, m.last_day)
     keep = residence.is_night(local_ts, cfg.residence) if nights_only else None
     ingest.accepted_events(classified_df, key, observation, keep).write.mode("overwrite").parquet(
         str(events_path)

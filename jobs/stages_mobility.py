@@ -5,7 +5,6 @@ both share ``_publish_table``, the one door to the gate)."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -53,7 +52,7 @@ def stage_stays(
         cfg.stays,
         cfg.timezone,
         None if sites is None else spark.createDataFrame(sites),
-        (m.first_day, m.next_first_day - timedelta(days=1)),
+        (m.first_day, m.last_day),
     )
     path = Path(work) / f"stays-{month}"
     stays_df = materialize(spark, stays_df, path)

@@ -33,6 +33,10 @@ class Month(str):
         d = self.first_day
         return date(d.year + (d.month == 12), d.month % 12 + 1, 1)
 
+    @property
+    def last_day(self) -> date:
+        return self.next_first_day - timedelta(days=1)
+
     def previous(self) -> Month:
         d = self.first_day - timedelta(days=1)
         return Month(f"{d.year:04d}-{d.month:02d}")

@@ -55,13 +55,23 @@ def driver_options() -> str:
 
 
 def _maps(java: str, archive: Path) -> bool:
-    """A JVM given the archive starts (a damaged archive crashes it)."""
-    done = subprocess.run(
-        [java, f"-XX:SharedArchiveFile={archive}", QUIET, "-version"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    """A JVM given the archive starts (a damaged archive crashes it; its crash report
+    goes to a temporary folder, no core dump)."""
+    with tempfile.TemporaryDirectory(prefix="mobiterra-jvm-check-") as tmp:
+        done = subprocess.run(
+            [
+                java,
+                f"-XX:SharedArchiveFile={archive}",
+                QUIET,
+                "-XX:-CreateCoredumpOnCrash",
+                f"-XX:ErrorFile={tmp}/hs_err_pid%p.log",
+                "-version",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp,
+        )
     return done.returncode == 0
 
 
