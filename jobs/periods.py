@@ -107,13 +107,13 @@ def _day_part(local_ts: Column, name: str, hours: tuple[int, int], timezone: str
     A part crossing midnight (start > end) is labelled by the date of its evening.
     """
     start, end = hours
-    hour = F.hour(local_ts)
+    hour = wall_hour(local_ts)
     if start < end:
         inside = (hour >= start) & (hour < end)
-        day = F.to_date(local_ts)
+        day = wall_date(local_ts)
     else:
         inside = (hour >= start) | (hour < end)
-        day = F.to_date(local_ts - F.make_dt_interval(hours=F.lit(end)))
+        day = wall_date(local_ts, hours_back=end)
     label = F.struct(
         F.lit(name).alias(C.PERIOD), local_start(day, start, timezone).alias(C.PERIOD_START)
     )
@@ -142,7 +142,7 @@ def period_labels(ts: str, timezone: str, day_parts: DayPartParams, periods: lis
         labels.append(
             F.struct(
                 F.lit(DAY).alias(C.PERIOD),
-                local_start(F.to_date(local_ts), 0, timezone).alias(C.PERIOD_START),
+                local_start(wall_date(local_ts), 0, timezone).alias(C.PERIOD_START),
             )
         )
     for name in DAY_PARTS:
