@@ -113,7 +113,8 @@ def _train(archive: Path, sample: Path) -> None:
 
 
 def ensure_archive(sample: Path) -> Path | None:
-    """Make this Java's archive from a run on ``sample`` unless it exists."""
+    """Make this Java's archive from a run on ``sample`` unless it exists (a line says
+    when one is made or could not be)."""
     target = archive_path()
     if target is None or target.is_file():
         return target
@@ -133,6 +134,7 @@ def ensure_archive(sample: Path) -> Path | None:
             print(f"no JVM class archive (sessions start without one): {tail[0]}")
             return None
         os.replace(tmp, target)
+        print(f"JVM class archive: {target} ({target.stat().st_size / 2**20:.0f} MiB)")
         return target
     finally:
         tmp.unlink(missing_ok=True)
@@ -143,11 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["--train"]:
         _train(Path(args[1]), Path(args[2]))
         return 0
-    sample = Path(args[0]) if args else Path("data_samples")
-    existed = (archive_path() or Path("/nonexistent")).is_file()
-    path = ensure_archive(sample)
-    if path is not None and not existed:
-        print(f"JVM class archive: {path} ({path.stat().st_size / 2**20:.0f} MiB)")
+    ensure_archive(Path(args[0]) if args else Path("data_samples"))
     return 0
 
 

@@ -68,7 +68,8 @@ def test_a_damaged_archive_is_never_kept(tmp_path):
     # a truncated archive crashes the JVM that maps it: ensure_archive checks before renaming
     archive = jvm_archive.archive_path()
     damaged = tmp_path / "damaged.jsa"
-    damaged.write_bytes(archive.read_bytes()[:1_000_000])
+    with archive.open("rb") as whole:
+        damaged.write_bytes(whole.read(1_000_000))
     java = shutil.which("java", path=jvm_archive._java_path())
     assert not jvm_archive._maps(java, damaged)
     assert jvm_archive._maps(java, archive)
