@@ -166,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--daily-only",
         action="store_true",
-        help="publish present_population and od_trips for the day period only (the "
-        "baseline's tables; od_home_work, the gates and the writes stay)",
+        help="publish the baseline's tables only: present_population and od_trips for the "
+        "day period, no od_home_work (the gates and the writes stay)",
     )
     args = ap.parse_args(argv)
     os.environ.setdefault("MOBITERRA_PSEUDONYM_KEY", BENCH_KEY)
@@ -196,7 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     from mobiterra.spark import engine_session
 
     sampler = Sampler().start()
-    daily = {"presence": PresenceParams(periods=["day"]), "od": OdParams(periods=["day"])}
+    daily = {
+        "presence": PresenceParams(periods=["day"]),
+        "od": OdParams(periods=["day"], home_work=False),
+    }
     cfg = RunConfig(
         events=folder / "events",
         cells=folder / "cells.csv",
@@ -210,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         **(daily if args.daily_only else {}),
     )
     result["periods"] = {"present_population": cfg.presence.periods, "od_trips": cfg.od.periods}
+    result["od_home_work"] = cfg.od.home_work
     with sampler.phase("jvm_start") as jvm:
         spark = engine_session(cfg.engine)
     calls: dict = {}

@@ -28,8 +28,9 @@ RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 
 
 def run_size(n: int, no_baseline: bool, daily_only: bool = False) -> dict:
-    """One size in a process of its own; ``daily_only``: the pipeline publishing the daily
-    periods of present_population and od_trips only (the baseline's tables)."""
+    """One size in a process of its own; ``daily_only``: the pipeline publishing the
+    baseline's tables only (the daily periods of present_population and od_trips, no
+    od_home_work)."""
     folder, _ = bench_data.ensure_data(n, log=lambda m: print(m, file=sys.stderr))
     out = bench_data.BENCH_STATE / f"size-{n}{'-daily' if daily_only else ''}.json"
     cmd = [sys.executable, "-m", "bench.one_size", "--data", str(folder), "--json", str(out)]
@@ -128,9 +129,9 @@ def markdown(results: dict) -> str:
         "present_population and od_trips the pipeline publishes; its tables are checked "
         "equal to the pipeline's pre-gate counts first. `shared` = pipeline time without "
         f"the stages that make no shared table ({', '.join(NOT_SHARED)}). `daily only`: "
-        "a second run of the size, in its own process, publishing present_population and "
-        "od_trips for the day period only (the baseline's tables; od_home_work, the gates "
-        "and the writes stay): its shared seconds against its own DuckDB run.",
+        "a second run of the size, in its own process, publishing the baseline's tables "
+        "only (present_population and od_trips for the day period, no od_home_work; the "
+        "gates and the writes stay): its shared seconds against its own DuckDB run.",
         "",
         "| events | JVM start s | pipeline s | events/s | shared s | DuckDB s "
         "| pipeline/DuckDB (whole, shared) | daily only: shared s, DuckDB s, ratio | equal "

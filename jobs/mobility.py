@@ -29,7 +29,8 @@ def mobility_counts(
 
     Cells are int64; present_population has (resolution, h3_cell, period_start, period,
     users); od_trips and od_home_work have (resolution, origin_cell, destination_cell,
-    period_start, period, trips, users); od_home_work's period is ``month``.
+    period_start, period, trips, users); od_home_work's period is ``month``. Without
+    ``cfg.od.home_work`` there is no od_home_work.
     """
     if not (month or cfg.month):
         raise ValueError("mobility_counts needs a month (argument or cfg.month), got none")
@@ -47,8 +48,7 @@ def mobility_counts(
         # from all stays first, so no trip joins two stays that were not consecutive
         trips_df = noise.bound_trips(trips_df, cfg.privacy, cfg.timezone)
         stays_df = noise.bound_stays(stays_df, cfg.privacy, cfg.timezone)
-    anchors_df = od.daytime_anchor(events_df, coverage_df, cfg.residence, cfg.timezone, first, last)
-    return {
+    counts = {
         "present_population": presence.count_present_population(
             stays_df,
             cfg.timezone,
@@ -61,5 +61,10 @@ def mobility_counts(
         "od_trips": od.count_od(
             trips_df, cfg.timezone, cfg.day_parts, cfg.od.periods, cfg.resolutions, start, end
         ),
-        "od_home_work": od.count_home_work(homes_df, anchors_df, cfg.resolutions, start),
     }
+    if cfg.od.home_work:
+        anchors_df = od.daytime_anchor(
+            events_df, coverage_df, cfg.residence, cfg.timezone, first, last
+        )
+        counts["od_home_work"] = od.count_home_work(homes_df, anchors_df, cfg.resolutions, start)
+    return counts

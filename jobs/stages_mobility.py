@@ -141,14 +141,15 @@ def stage_publish_mobility(
     work: Path,
     expansion_path: str | None = None,
 ) -> dict:
-    """Gate and write present_population, od_trips and od_home_work.
+    """Gate and write present_population, od_trips and od_home_work (unless
+    ``cfg.od.home_work`` is off).
 
     Runs after stage_publish: od_home_work's origins are gated against the published
     residents (``work/marked-residents``). ``users_est`` of present_population comes from
     the expansion table when given (null otherwise).
     """
     marked_residents = Path(work) / "marked-residents"
-    if not marked_residents.exists():
+    if cfg.od.home_work and not marked_residents.exists():
         raise RuntimeError(f"{marked_residents} missing: run stage_publish before this stage")
     homes_df = spark.read.parquet(homes_path)
     counts = mobility.mobility_counts(
@@ -164,18 +165,19 @@ def stage_publish_mobility(
     if expansion_path is not None:
         factors = expansion.read_factors(expansion_path)
         estimate = expansion.estimator(homes_df, cfg.resolutions, factors, C.USERS, C.USERS_EST)
-    # Residents of a cell >= the home -> work users leaving it (each has one home).
-    home_margin = gate.Margin(
-        spark.read.parquet(str(marked_residents)),
-        gate.RESIDENTS,
-        C.ORIGIN_CELL,
-        where=((C.PERIOD, MONTH),),
-    )
     tables = {
         "present_population": (counts["present_population"], gate.PRESENT_POPULATION, (), estimate),
         "od_trips": (counts["od_trips"], gate.OD_TRIPS, (), None),
-        "od_home_work": (counts["od_home_work"], gate.OD_HOME_WORK, (home_margin,), None),
     }
+    if "od_home_work" in counts:
+        # Residents of a cell >= the home -> work users leaving it (each has one home).
+        home_margin = gate.Margin(
+            spark.read.parquet(str(marked_residents)),
+            gate.RESIDENTS,
+            C.ORIGIN_CELL,
+            where=((C.PERIOD, MONTH),),
+        )
+        tables["od_home_work"] = (counts["od_home_work"], gate.OD_HOME_WORK, (home_margin,), None)
     # The three tables are independent (od_home_work's margin is the earlier stage's):
     # published from threads of their own, so that the single-task steps of one (the
     # gate's small jobs, a one-file write) leave no core idle while another counts.

@@ -138,6 +138,9 @@ class OdParams(BaseModel):
     # Periods of the trip OD matrices, by departure local time (the home -> daytime-anchor
     # matrix is always monthly).
     periods: list[OdPeriod] = Field(default_factory=lambda: ["day", "night", "daytime", "evening"])
+    # The home -> daytime-anchor (work) matrix, od_home_work. Off, the month publishes no
+    # od_home_work and its daytime anchors are not computed.
+    home_work: bool = True
 
 
 class ExpansionParams(BaseModel):

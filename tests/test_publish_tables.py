@@ -149,3 +149,21 @@ def test_trips_are_written_once_beside_the_stays(spark, month):
     assert written.count() == made.count() > 0
     assert written.exceptAll(made).count() == 0
     assert stages_mobility.read_trips(spark, RunConfig(), stays_path).count() == written.count()
+
+
+def test_without_home_work_the_month_has_no_od_home_work_and_the_same_other_tables(
+    spark, month, tmp_path
+):
+    """``od.home_work = false``: no od_home_work table (nor its stats), the other tables
+    as in the default month."""
+    staging, tables, _ = month
+    lean, _, lean_tables = publish_tiny_month(
+        spark, tmp_path, od={"periods": ["day"], "home_work": False}
+    )
+    assert set(lean_tables) == set(tables) - {"od_home_work"}
+    assert not (lean / "od_home_work").exists()
+    for name in lean_tables:
+        got = spark.read.parquet(str(lean / name))
+        want = spark.read.parquet(str(staging / name))
+        assert got.count() == want.count() > 0, name
+        assert got.exceptAll(want).count() == 0 == want.exceptAll(got).count(), name
