@@ -39,17 +39,18 @@ $(BIN)/mobiterra: pyproject.toml | check-java
 	@mkdir -p $(STATE)/prefect
 	@touch $@
 
-# The pseudonyms' HMAC as a Java function (jobs/java; half the cost of the built-in
-# expression per event). Without a JDK's javac the jobs use the built-in expression.
+# jobs/java: the pseudonyms' HMAC as a Java function (half the cost of the built-in
+# expression per event) and the stays' segmentation in one pass per partition. Without a
+# JDK's javac the jobs use Spark's built-in expressions and window functions (slower).
 UDF_JAR := mobiterra/data/jars/mobiterra-udf.jar
-UDF_SRC := jobs/java/org/mobiterra/UserKey.java
+UDF_SRC := $(wildcard jobs/java/org/mobiterra/*.java)
 $(UDF_JAR): $(UDF_SRC) | $(BIN)/mobiterra
 	@if command -v javac >/dev/null && command -v jar >/dev/null; then \
 	  rm -rf $(STATE)/udf-classes && mkdir -p $(STATE)/udf-classes $(@D) && \
 	  javac --release 17 -nowarn -d $(STATE)/udf-classes \
 	    -cp "$$($(BIN)/python -c 'import pyspark, os; print(os.path.join(os.path.dirname(pyspark.__file__), "jars", "*"))')" \
 	    $(UDF_SRC) && jar cf $@ -C $(STATE)/udf-classes . ; \
-	else echo "no javac: pseudonyms use the built-in Spark expression (slower)"; fi
+	else echo "no javac: pseudonyms and stays use built-in Spark expressions (slower)"; fi
 
 # Spark's classes as a JVM class-data archive, made once from a short run on a slice of
 # the sample (~1 min; mobiterra/jvm_archive.py): local sessions start ~1.5 s faster

@@ -1,4 +1,4 @@
-"""Stays and trips: continuous time segmentation of each user's events, window functions only.
+"""Stays and trips: continuous time segmentation of each user's events (no Python UDF).
 
 After Eurostat Multi-MNO's continuous time segmentation, simplified to what a window pass
 can do: an event's place is its antenna cell's *main* H3 cell (highest coverage weight;
@@ -10,6 +10,11 @@ the same H3 parent at ``same_place_resolution``; a silence longer than
            --collapse_segments--> segments --filter_sandwiched_passes--> segments
            --merge_stays--> --filter_short_stays--> --merge_stays--> stays
     stays --trips_from_stays--> trips
+
+The same stays come from jobs/java/org/mobiterra/Stays.java (:func:`stays_by_java`, one
+pass per partition of the events shuffled by user) when the session has jobs/java's jar;
+the window functions (:func:`stays_by_windows`) serve Spark Connect and machines without
+a JDK. Tests run both and compare them on random events.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from pyspark.sql import functions as F
 
 from jobs.residence import with_coverage, with_local_time
 from mobiterra import columns as C
+from mobiterra import spark as engine
 from mobiterra.config import StayParams
 from mobiterra.geo.grid import distance_km
-from mobiterra.h3cols import h3_parent
+from mobiterra.h3cols import h3_parent, parent_masks
 
 SEGMENT = "_segment"
 SITE = "_site"  # an event's antenna mast (int64, cell_sites), when known
@@ -300,7 +306,47 @@ def merge_stays(
 
 
 def stays_from_located(located_df: DataFrame, params: StayParams) -> DataFrame:
-    """(user_key, timestamp, h3_id) events -> stays (schema STAYS)."""
+    """(user_key, timestamp, h3_id[, _site]) events -> stays (schema STAYS): by the Java
+    segmentation when the session has jobs/java's jar (:func:`stays_by_java`), else by
+    window functions (:func:`stays_by_windows`); the same stays."""
+    if engine.has_java_jobs(located_df.sparkSession):
+        return stays_by_java(located_df, params)
+    return stays_by_windows(located_df, params)
+
+
+def stays_by_java(located_df: DataFrame, params: StayParams) -> DataFrame:
+    """stays_by_windows's stays by jobs/java/org/mobiterra/Stays.java: the events shuffled
+    by user, then each partition's users segmented in one pass (their events sorted in
+    primitive arrays), instead of Spark's sort of every event and five window and
+    aggregate steps. A partition's events are held in memory (~40 bytes each): raise
+    ``engine.shuffle_partitions`` with the input."""
+    cols = [C.USER_KEY, F.unix_micros(C.TIMESTAMP).alias("_ts_us"), C.H3_ID]
+    handover = 0
+    if SITE in located_df.columns:
+        cols.append(SITE)
+        handover = params.handover_max_events
+    keep, set_bits = parent_masks(params.same_place_resolution)
+    events_df = located_df.select(*cols).repartition(C.USER_KEY)
+    stays_df = engine.java_dataset(
+        events_df,
+        "Stays",
+        params.max_time_missing_stay_s,
+        params.min_time_stay_s,
+        handover,
+        keep,
+        set_bits,
+    )
+    return stays_df.select(
+        C.USER_KEY,
+        C.STAY_H3,
+        F.timestamp_micros("_start_us").alias(C.STAY_START),
+        F.timestamp_micros("_end_us").alias(C.STAY_END),
+    )
+
+
+def stays_by_windows(located_df: DataFrame, params: StayParams) -> DataFrame:
+    """(user_key, timestamp, h3_id[, _site]) events -> stays (schema STAYS), by window
+    functions and aggregates only (Spark Connect, or no jobs/java jar)."""
     gap_s, place_res = params.max_time_missing_stay_s, params.same_place_resolution
     # merged twice: short parts join their place's stay first; once the remaining passes
     # are dropped, stays on either side of them join (as when passes went first)

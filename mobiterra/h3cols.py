@@ -21,16 +21,19 @@ def _digits_mask(res: int) -> int:
     return (1 << (3 * (15 - res))) - 1
 
 
-def h3_parent(cell: Column | str, res: int) -> Column:
-    """Parent of an int64 H3 cell at resolution ``res`` (the cell itself at its own res)."""
+def parent_masks(res: int) -> tuple[int, int]:
+    """(keep, set): the parent at resolution ``res`` of an int64 cell is
+    ``(cell & keep) | set`` (for code outside Spark's expressions, e.g. jobs/java)."""
     if not 0 <= res <= 15:
         raise ValueError(f"H3 resolution must be 0..15, got {res}")
+    return _KEEP_MASK, (res << _RES_SHIFT) | _digits_mask(res)
+
+
+def h3_parent(cell: Column | str, res: int) -> Column:
+    """Parent of an int64 H3 cell at resolution ``res`` (the cell itself at its own res)."""
+    keep, set_bits = parent_masks(res)
     col = F.col(cell) if isinstance(cell, str) else cell
-    return (
-        col.bitwiseAND(F.lit(_KEEP_MASK))
-        .bitwiseOR(F.lit(res << _RES_SHIFT))
-        .bitwiseOR(F.lit(_digits_mask(res)))
-    )
+    return col.bitwiseAND(F.lit(keep)).bitwiseOR(F.lit(set_bits))
 
 
 def h3_resolution(cell: Column | str) -> Column:

@@ -119,3 +119,19 @@ def java_functions(spark: SparkSession) -> list[str]:
     except Exception:  # noqa: BLE001 - a session that cannot say has none
         return []
     return [n for n in (names or "").split(",") if n]
+
+
+def has_java_jobs(spark: SparkSession) -> bool:
+    """Whether ``spark`` runs jobs/java's Dataset functions (org.mobiterra.Stays,
+    AcceptedEvents): a classic session (not Spark Connect) with the jar."""
+    return bool(java_functions(spark)) and getattr(spark, "_jvm", None) is not None
+
+
+def java_dataset(df, java_class: str, *args):
+    """``org.mobiterra.<java_class>.apply(df, *args)``: a jobs/java Dataset function (only
+    where :func:`has_java_jobs`) as a DataFrame."""
+    from pyspark.sql.classic.dataframe import DataFrame
+
+    spark = df.sparkSession
+    jdf = getattr(spark._jvm.org.mobiterra, java_class).apply(df._jdf, *args)
+    return DataFrame(jdf, spark)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import shutil
+from datetime import UTC, date, datetime, timedelta
 
 import h3
 import numpy as np
 import pandas as pd
+import pytest
 from pyspark.sql import functions as F
 
 from jobs import stays
 from jobs.stays import stays_from_located, trips_from_stays, with_main_cell
 from mobiterra import columns as C
 from mobiterra import schemas
+from mobiterra import spark as engine
 from mobiterra.config import StayParams
 
 # A: a res-8 hexagon at the Eiffel Tower; A2: its sibling (same res-7 parent, i.e. the
@@ -22,6 +25,19 @@ A2 = h3.str_to_int(sorted(h3.cell_to_children(h3.cell_to_parent(h3.int_to_str(A)
 B = h3.str_to_int(h3.latlng_to_cell(43.2965, 5.3698, 8))
 PARAMS = StayParams(min_time_stay_s=900, max_time_missing_stay_s=3 * 3600, same_place_resolution=7)
 LOCATED = "user_key string, timestamp timestamp, h3_id long"
+
+
+@pytest.fixture(autouse=True, params=["java", "windows"])
+def segmentation(request, spark, monkeypatch):
+    """Every test of this module twice: with jobs/java's Stays (the default when `make
+    setup` built the jar) and with the window functions (Spark Connect, no JDK)."""
+    if request.param == "java":
+        if shutil.which("javac") is None:
+            pytest.skip("no JDK here: the stays use window functions")
+        assert engine.has_java_jobs(spark), "make setup builds the jobs/java jar"
+    else:
+        monkeypatch.setattr(engine, "has_java_jobs", lambda session: False)
+    return request.param
 
 
 def ts(text: str) -> datetime:
@@ -316,3 +332,32 @@ def test_a_phone_served_by_two_sectors_of_a_compact_mast_makes_no_trip(spark):
 
     assert stays_and_trips(0.0) == (4, 3)
     assert stays_and_trips(1000.0) == (1, 0)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_java_stays_equal_the_window_stays_on_random_events(spark, segmentation, seed):
+    """Random phones over three days among hexagons of three places (siblings, a pair of
+    mast sectors, a stray antenna), with ties in time, gaps of every length, masts known
+    or not: Stays.java and the window functions give the same stays, with the handover
+    rule on and off."""
+    if segmentation == "windows":
+        pytest.skip("compares both: run once")
+    rng = np.random.default_rng(seed)
+    hexagons = [A, A2, B, C_NEAR, A2 + 0]  # A2 twice: more same-place ties
+    sites = [1, 1, 2, 1, None]
+    rows = []
+    for u in range(40):
+        t = datetime(2024, 1, 15, tzinfo=UTC) + timedelta(minutes=int(rng.integers(0, 600)))
+        for _ in range(int(rng.integers(1, 60))):
+            i = int(rng.integers(0, len(hexagons)))
+            site = sites[i] if rng.random() > 0.1 else None
+            rows.append((f"u{u}", t, hexagons[i], site))
+            # same instant again, a few minutes, an hour, or past the missing-time limit
+            t += timedelta(seconds=int(rng.choice([0, 60, 300, 900, 3600, 4 * 3600, 13 * 3600])))
+    located_df = spark.createDataFrame(rows, LOCATED_SITES)
+    for params in (PARAMS, PARAMS.model_copy(update={"handover_max_events": 0})):
+        for df in (located_df, located_df.drop(stays.SITE)):
+            java = stays.stays_by_java(df, params)
+            windows = stays.stays_by_windows(df, params)
+            assert java.count() == windows.count() > 0
+            assert java.exceptAll(windows).count() == 0 == windows.exceptAll(java).count()
