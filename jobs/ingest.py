@@ -16,6 +16,7 @@ from jobs import cells as cells_rules
 from jobs.periods import utc_lit
 from jobs.pseudonym import user_key
 from mobiterra import columns as C
+from mobiterra import spark as engine
 
 # Rejection reasons, in the order they are tested (the first that applies is recorded).
 NULL_USER_ID = "null_user_id"
@@ -203,6 +204,8 @@ def accepted_events(
     good_df = narrow_df.filter(F.col(C.REASON).isNull() & F.col(IN_PERIOD))
     if keep is not None:
         good_df = good_df.filter(keep)
+    if engine.has_java_jobs(classified_df.sparkSession):
+        return java_accepted_events(good_df, key)
     return (
         good_df.select(C.USER_ID, C.TIMESTAMP, C.CELL_ID)
         # Shuffle by user, then drop duplicates within partitions: one exchange and no
@@ -214,6 +217,20 @@ def accepted_events(
             F.col(C.TIMESTAMP),
             F.col(C.CELL_ID),
         )
+    )
+
+
+def java_accepted_events(good_df: DataFrame, key: bytes) -> DataFrame:
+    """accepted_events's rows by jobs/java/org/mobiterra/AcceptedEvents.java: the good rows
+    shuffled by user id, then per partition the exact duplicates dropped and the
+    pseudonyms made once per user, in primitive arrays sorted per user (no hash aggregate
+    of every event; each partition comes out by user and time). ~24 bytes per event of a
+    partition in memory: raise ``engine.shuffle_partitions`` with the input."""
+    rows_df = good_df.select(
+        C.USER_ID, F.unix_micros(C.TIMESTAMP).alias("_ts_us"), C.CELL_ID
+    ).repartition(C.USER_ID)
+    return engine.java_dataset(rows_df, "AcceptedEvents", key.hex()).select(
+        C.USER_KEY, F.timestamp_micros("_ts_us").alias(C.TIMESTAMP), C.CELL_ID
     )
 
 

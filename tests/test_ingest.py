@@ -373,3 +373,41 @@ def test_nights_only_ingest_keeps_the_night_and_the_same_homes(spark, tmp_path):
     n_full, homes_full = homes(full, "full")
     assert n_full > 100
     assert homes(nights, "nights") == (n_full, homes_full)
+
+
+def test_the_java_accepted_events_equal_sparks_on_random_rows(spark, cells_df, monkeypatch):
+    """AcceptedEvents.java (the default when `make setup` built the jar) and Spark's
+    dropDuplicates + user_key: the same rows on 3,000 rows of 60 users (non-ASCII ids,
+    exact duplicates, instants a microsecond apart, rejected rows), and the same
+    observed buckets."""
+    import random
+    import shutil
+
+    from pyspark.sql import Observation
+
+    from mobiterra import spark as engine
+
+    if shutil.which("javac") is None:
+        pytest.skip("no JDK here: ingest uses Spark's dropDuplicates")
+    assert engine.has_java_jobs(spark), "make setup builds the jobs/java jar"
+    rng = random.Random(7)
+    times = [f"2020-03-05T10:00:00.00000{i}Z" for i in range(3)] + [
+        f"2020-03-{d:02d}T{h:02d}:30:00Z" for d in (1, 5, 31) for h in (0, 12, 23)
+    ]
+    users = [f"u{i}" for i in range(55)] + ["élise", "zoë", "u 1", "U1", "ü"]
+    cells = ["good", "good", "moved", "nowhere", None]
+    rows = [(rng.choice(users), rng.choice(times), rng.choice(cells)) for _ in range(3000)]
+    classified = _classify(spark, cells_df, rows).cache()
+    got = {}
+    for mode in ("java", "spark"):
+        if mode == "spark":
+            monkeypatch.setattr(engine, "has_java_jobs", lambda session: False)
+        observation = Observation(f"random-{mode}")
+        df = ingest.accepted_events(classified, "clé".encode(), observation).cache()
+        got[mode] = (df, df.count(), observation.get)
+    (java, n_java, obs_java), (plain, n_plain, obs_plain) = got["java"], got["spark"]
+    assert n_java == n_plain > 100
+    assert java.exceptAll(plain).count() == 0 == plain.exceptAll(java).count()
+    assert obs_java == obs_plain
+    assert java.schema == plain.schema
+    classified.unpersist()

@@ -98,14 +98,7 @@ public final class Stays implements MapPartitionsFunction<Row, Row> {
         h3 = Arrays.copyOf(h3, size);
         site = Arrays.copyOf(site, size);
       }
-      String key = r.getString(0);
-      Integer id = ids.get(key);
-      if (id == null) {
-        id = keys.size();
-        ids.put(key, id);
-        keys.add(key);
-      }
-      user[n] = id;
+      user[n] = PerUser.index(r.getString(0), ids, keys);
       ts[n] = r.getLong(1);
       h3[n] = r.getLong(2);
       site[n] = hasSite && !r.isNullAt(3) ? r.getLong(3) : NO_SITE;
@@ -113,53 +106,17 @@ public final class Stays implements MapPartitionsFunction<Row, Row> {
     }
     // bucket the events by user (counting sort), then each user's by (time, hexagon)
     int users = keys.size();
-    int[] start = new int[users + 1];
-    for (int i = 0; i < n; i++) {
-      start[user[i] + 1]++;
-    }
-    for (int u = 0; u < users; u++) {
-      start[u + 1] += start[u];
-    }
     int[] order = new int[n];
-    int[] fill = Arrays.copyOf(start, users);
-    for (int i = 0; i < n; i++) {
-      order[fill[user[i]]++] = i;
-    }
+    int[] start = PerUser.bucket(user, n, users, order);
+    final long[] t = ts, h = h3;
+    PerUser.Order byTime = (x, y) -> t[x] < t[y] || (t[x] == t[y] && h[x] < h[y]);
     List<Row> out = new ArrayList<>();
     int[] buffer = new int[Math.max(n, 1)];
     for (int u = 0; u < users; u++) {
-      sortByTime(order, buffer, start[u], start[u + 1], ts, h3);
+      PerUser.sort(order, buffer, start[u], start[u + 1], byTime);
       userStays(keys.get(u), order, start[u], start[u + 1], ts, h3, site, out);
     }
     return out.iterator();
-  }
-
-  /** Merge sort of order[lo, hi) by (ts, h3) (stable). */
-  private static void sortByTime(int[] a, int[] tmp, int lo, int hi, long[] ts, long[] h3) {
-    for (int width = 1; width < hi - lo; width *= 2) {
-      for (int left = lo; left < hi - width; left += 2 * width) {
-        int mid = left + width;
-        int right = Math.min(left + 2 * width, hi);
-        if (!before(a[mid], a[mid - 1], ts, h3)) {
-          continue; // already in order
-        }
-        int i = left, j = mid, k = left;
-        while (i < mid && j < right) {
-          tmp[k++] = before(a[j], a[i], ts, h3) ? a[j++] : a[i++];
-        }
-        while (i < mid) {
-          tmp[k++] = a[i++];
-        }
-        while (j < right) {
-          tmp[k++] = a[j++];
-        }
-        System.arraycopy(tmp, left, a, left, right - left);
-      }
-    }
-  }
-
-  private static boolean before(int x, int y, long[] ts, long[] h3) {
-    return ts[x] < ts[y] || (ts[x] == ts[y] && h3[x] < h3[y]);
   }
 
   /** A segment or a stay: hexagon, first and last instant, events, mast. */

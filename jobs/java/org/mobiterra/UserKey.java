@@ -35,6 +35,22 @@ public final class UserKey implements UDF2<String, String, String> {
     }
   }
 
+  /** An HMAC-SHA256 under a key given as hex (one per thread: a Mac is not thread-safe). */
+  static Mac mac(String keyHex) throws Exception {
+    return new Keyed(keyHex).mac;
+  }
+
+  /** The pseudonym of ``userId`` under ``mac``: its HMAC's first 32 hex characters. */
+  static String pseudonym(Mac mac, String userId) {
+    byte[] h = mac.doFinal(userId.getBytes(StandardCharsets.UTF_8));
+    char[] out = new char[HEX_CHARS];
+    for (int i = 0; i < HEX_CHARS / 2; i++) {
+      out[2 * i] = HEX[(h[i] >> 4) & 15];
+      out[2 * i + 1] = HEX[h[i] & 15];
+    }
+    return new String(out);
+  }
+
   @Override
   public String call(String userId, String keyHex) throws Exception {
     if (userId == null || keyHex == null) {
@@ -49,13 +65,7 @@ public final class UserKey implements UDF2<String, String, String> {
     if (known != null) {
       return known;
     }
-    byte[] h = keyed.mac.doFinal(userId.getBytes(StandardCharsets.UTF_8));
-    char[] out = new char[HEX_CHARS];
-    for (int i = 0; i < HEX_CHARS / 2; i++) {
-      out[2 * i] = HEX[(h[i] >> 4) & 15];
-      out[2 * i + 1] = HEX[h[i] & 15];
-    }
-    String made = new String(out);
+    String made = pseudonym(keyed.mac, userId);
     if (keyed.made.size() >= CACHED) {
       keyed.made.clear();
     }
